@@ -1,0 +1,140 @@
+//! serde structs that mirror `proxy.toml` exactly; no checks beyond the shape of the file.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// The whole file. Unknown keys anywhere are an error naming the key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub server: ServerFile,
+    /// Realms by name. At least one is required.
+    #[serde(default)]
+    pub realms: BTreeMap<String, RealmFile>,
+    /// Proxied routes. None means every non-local request is 404 (closed by default).
+    #[serde(default)]
+    pub routes: Vec<RouteFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerFile {
+    /// Plain HTTP listener. Required unless `tls_listen` is set.
+    pub listen: Option<String>,
+    /// HTTPS listener (rustls). Needs `tls_cert` and `tls_key`.
+    pub tls_listen: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// /healthz, /readyz and /metrics. Default: none (no admin listener).
+    pub admin_listen: Option<String>,
+    /// Worker threads. Default: the number of cores.
+    pub threads: Option<usize>,
+    /// Realm served at the short path `/token`. Default: the only realm, if there is one.
+    pub default_realm: Option<String>,
+    /// Access log format: "text" (default) or "json".
+    pub log_format: Option<String>,
+    /// Extra CA bundle (PEM) trusted for `https://` upstreams, besides the system roots.
+    pub upstream_ca_file: Option<PathBuf>,
+    /// Largest token/introspect/revoke body. Default 64 KiB.
+    pub max_form_body: Option<usize>,
+    /// Time allowed to read a request's headers, and between body chunks. Default "10s".
+    pub client_timeout: Option<String>,
+    /// Failed client authentications allowed per client id or address per minute before 429.
+    /// Default 20.
+    pub auth_failures_per_minute: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealmFile {
+    /// Token `iss`. Default: "http://localhost:<listen port>/realms/<name>".
+    pub issuer: Option<String>,
+    /// Default "5m" (Keycloak's default).
+    pub access_token_lifespan: Option<String>,
+    /// Lifespan of refresh tokens for clients with `use_refresh_token`. Default "30m".
+    pub refresh_token_lifespan: Option<String>,
+    /// Clock skew allowed on exp / nbf / iat. Default "30s".
+    pub leeway: Option<String>,
+    /// Realm roles.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Roles of clients that exist only as audiences (Keycloak's bearer-only clients),
+    /// e.g. `orders-api = ["read", "write"]`. A `client:role` naming a client absent from
+    /// this table is accepted with a warning.
+    #[serde(default)]
+    pub client_roles: BTreeMap<String, Vec<String>>,
+    /// First = active signer; the others still verify and are published (rotation).
+    #[serde(default)]
+    pub signing_keys: Vec<KeyFile>,
+    #[serde(default)]
+    pub clients: BTreeMap<String, ClientFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyFile {
+    pub kid: String,
+    /// RS256, RS384, RS512, PS256, ES256, ES384 or EdDSA.
+    pub alg: String,
+    /// PKCS#8 (or PKCS#1 / SEC1) PEM private key, relative to the config file.
+    pub private_key: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientFile {
+    /// Plaintext (warned at load) or an `$argon2id$...` PHC string from `tollgate hash-secret`.
+    pub secret: Option<String>,
+    /// Default true: a client is listed here to obtain service-account tokens.
+    pub service_accounts_enabled: Option<bool>,
+    /// Default true. false => invalid_client.
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub service_account_roles: Vec<String>,
+    /// Default true. false => token roles = service_account_roles ∩ scope_roles.
+    pub full_scope_allowed: Option<bool>,
+    #[serde(default)]
+    pub scope_roles: Vec<String>,
+    /// Default ["profile", "email"].
+    pub default_scopes: Option<Vec<String>>,
+    /// Granted only when asked for in the `scope` parameter.
+    #[serde(default)]
+    pub optional_scopes: Vec<String>,
+    /// `aud` claim. Default: the clients of the token's client roles, else "account".
+    pub audience: Option<Vec<String>>,
+    /// JWKS file of the client's public keys, for private_key_jwt.
+    pub jwks: Option<PathBuf>,
+    /// Also issue a refresh token (Keycloak: client_credentials.use_refresh_token). Default false.
+    pub use_refresh_token: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteFile {
+    /// Path prefix, matched on segment boundaries after normalisation.
+    pub prefix: String,
+    /// Default: all methods.
+    pub methods: Option<Vec<String>>,
+    /// Default: `server.default_realm`.
+    pub realm: Option<String>,
+    /// All of these are required ("client:role" for client roles).
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// At least one of these is required.
+    #[serde(default)]
+    pub any_roles: Vec<String>,
+    /// The token's `aud` must contain this.
+    pub audience: Option<String>,
+    /// No token needed. Default false.
+    #[serde(default)]
+    pub public: bool,
+    /// host:port, or https://host:port for a TLS upstream.
+    pub upstream: String,
+    /// Keep the `Authorization` header on the upstream request. Default true.
+    pub forward_token: Option<bool>,
+    /// Default "2s".
+    pub connect_timeout: Option<String>,
+    /// Time allowed between reads from the upstream. Default "30s".
+    pub read_timeout: Option<String>,
+}

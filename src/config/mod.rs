@@ -1,0 +1,302 @@
+//! The validated config: `load(path)` reads `proxy.toml` and every key file it names, checks
+//! everything, and builds an immutable [`Snapshot`], or returns every problem at once.
+
+pub mod file;
+mod realm;
+pub mod watch;
+
+pub use realm::{format_uuid as realm_uuid, stable_uuid, Client, ClientKeys, Realm};
+
+use crate::guard::route::{Route, RouteTable};
+use file::FileConfig;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One problem in a config: which file, which key, what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: PathBuf,
+    pub key: String,
+    pub reason: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file.display(), self.reason)
+        } else {
+            write!(f, "{}: {}: {}", self.file.display(), self.key, self.reason)
+        }
+    }
+}
+
+/// Every problem of a config that would not load.
+#[derive(Debug, Clone)]
+pub struct ConfigError(pub Vec<Problem>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// `[server]`, resolved. Listener addresses are read once at start.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: Option<SocketAddr>,
+    pub tls_listen: Option<SocketAddr>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub admin_listen: Option<SocketAddr>,
+    pub threads: Option<usize>,
+    pub log_format_json: bool,
+    pub upstream_ca_file: Option<PathBuf>,
+    pub max_form_body: usize,
+    pub client_timeout: Duration,
+    pub auth_failures_per_minute: u32,
+}
+
+/// Everything a request needs, checked once; requests never re-validate config.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub server: ServerSettings,
+    pub realms: BTreeMap<String, Arc<Realm>>,
+    pub default_realm: Option<String>,
+    pub routes: RouteTable,
+    /// Hex SHA-256 over the config file and every key file it names.
+    pub hash: String,
+    /// The config file and every key/JWKS file it names (what the watcher watches).
+    pub files: Vec<PathBuf>,
+    /// Things that load but deserve a word (plaintext secrets, undeclared client roles).
+    pub warnings: Vec<String>,
+}
+
+impl Snapshot {
+    pub fn realm(&self, name: &str) -> Option<&Arc<Realm>> {
+        self.realms.get(name)
+    }
+}
+
+/// How the listener addresses are known when the issuer default is computed.
+/// `listen_port` overrides the port of `server.listen` (the sidecar resolves `:0` at start).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    pub listen_port: Option<u16>,
+}
+
+/// Collects problems while validating.
+pub(crate) struct Checker<'a> {
+    pub file: &'a Path,
+    pub base: PathBuf,
+    pub problems: Vec<Problem>,
+    pub warnings: Vec<String>,
+    pub files: Vec<PathBuf>,
+    pub hasher: sha2::Sha256,
+}
+
+impl Checker<'_> {
+    pub fn problem(&mut self, key: impl Into<String>, reason: impl Into<String>) {
+        self.problems.push(Problem {
+            file: self.file.to_path_buf(),
+            key: key.into(),
+            reason: reason.into(),
+        });
+    }
+
+    pub fn duration(&mut self, key: &str, value: Option<&str>, default: Duration) -> Duration {
+        match value {
+            None => default,
+            Some(v) => match humantime::parse_duration(v) {
+                Ok(d) if !d.is_zero() => d,
+                Ok(_) => {
+                    self.problem(key, "must be greater than zero");
+                    default
+                }
+                Err(e) => {
+                    self.problem(key, format!("{v:?} is not a duration ({e}); use e.g. \"300s\" or \"5m\""));
+                    default
+                }
+            },
+        }
+    }
+
+    /// Resolve a path named in the config relative to the config's folder, and read it.
+    pub fn read_file(&mut self, key: &str, path: &Path) -> Option<(PathBuf, Vec<u8>)> {
+        use sha2::Digest;
+        let full = self.base.join(path);
+        self.files.push(full.clone());
+        match std::fs::read(&full) {
+            Ok(bytes) => {
+                self.hasher.update(full.to_string_lossy().as_bytes());
+                self.hasher.update(&bytes);
+                Some((full, bytes))
+            }
+            Err(e) => {
+                self.problem(key, format!("cannot read {}: {e}", full.display()));
+                None
+            }
+        }
+    }
+}
+
+/// Read, parse and validate the config at `path`.
+pub fn load(path: &Path, opts: LoadOptions) -> Result<Snapshot, ConfigError> {
+    use sha2::Digest;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError(vec![Problem { file: path.to_path_buf(), key: String::new(), reason: format!("cannot read: {e}") }])
+    })?;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(text.as_bytes());
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut c = Checker {
+        file: path,
+        base,
+        problems: Vec::new(),
+        warnings: Vec::new(),
+        files: vec![path.to_path_buf()],
+        hasher,
+    };
+    let parsed: FileConfig = match toml::from_str(&text) {
+        Ok(f) => f,
+        Err(e) => {
+            let key = e.span().map(|s| line_of(&text, s.start)).unwrap_or_default();
+            c.problem(key, e.message().to_string());
+            return Err(ConfigError(c.problems));
+        }
+    };
+    validate(parsed, &mut c, opts)
+}
+
+fn line_of(text: &str, offset: usize) -> String {
+    let line = text[..offset.min(text.len())].matches('\n').count() + 1;
+    format!("line {line}")
+}
+
+fn addr(c: &mut Checker, key: &str, v: Option<&String>) -> Option<SocketAddr> {
+    let v = v?;
+    match v.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            c.problem(key, format!("{v:?} is not an address like \"127.0.0.1:8080\""));
+            None
+        }
+    }
+}
+
+fn validate(f: FileConfig, c: &mut Checker, opts: LoadOptions) -> Result<Snapshot, ConfigError> {
+    use sha2::Digest;
+    let s = &f.server;
+    let listen = addr(c, "server.listen", s.listen.as_ref());
+    let tls_listen = addr(c, "server.tls_listen", s.tls_listen.as_ref());
+    let admin_listen = addr(c, "server.admin_listen", s.admin_listen.as_ref());
+    if s.listen.is_none() && s.tls_listen.is_none() {
+        c.problem("server.listen", "required unless server.tls_listen is set");
+    }
+    if s.tls_listen.is_some() {
+        for (key, v) in [("server.tls_cert", &s.tls_cert), ("server.tls_key", &s.tls_key)] {
+            match v {
+                None => c.problem(key, "required when server.tls_listen is set"),
+                Some(p) => {
+                    c.read_file(key, p);
+                }
+            }
+        }
+    }
+    if s.threads == Some(0) {
+        c.problem("server.threads", "must be at least 1");
+    }
+    let log_format_json = match s.log_format.as_deref() {
+        None | Some("text") => false,
+        Some("json") => true,
+        Some(other) => {
+            c.problem("server.log_format", format!("{other:?} is not \"text\" or \"json\""));
+            false
+        }
+    };
+    let upstream_ca_file = s.upstream_ca_file.as_ref().and_then(|p| c.read_file("server.upstream_ca_file", p).map(|(p, _)| p));
+    let client_timeout = c.duration("server.client_timeout", s.client_timeout.as_deref(), Duration::from_secs(10));
+    let max_form_body = s.max_form_body.unwrap_or(64 * 1024);
+    if max_form_body == 0 {
+        c.problem("server.max_form_body", "must be greater than zero");
+    }
+    let server = ServerSettings {
+        listen,
+        tls_listen,
+        tls_cert: s.tls_cert.as_ref().map(|p| c.base.join(p)),
+        tls_key: s.tls_key.as_ref().map(|p| c.base.join(p)),
+        admin_listen,
+        threads: s.threads,
+        log_format_json,
+        upstream_ca_file,
+        max_form_body,
+        client_timeout,
+        auth_failures_per_minute: s.auth_failures_per_minute.unwrap_or(20),
+    };
+
+    // The port tokens name in their default issuer: the plain listener's, else the TLS one's.
+    let (scheme, port) = match (listen, tls_listen) {
+        (Some(a), _) => ("http", opts.listen_port.unwrap_or(a.port())),
+        (None, Some(a)) => ("https", opts.listen_port.unwrap_or(a.port())),
+        _ => ("http", 0),
+    };
+    if f.realms.is_empty() {
+        c.problem("realms", "at least one realm is required");
+    }
+    let mut realms = BTreeMap::new();
+    for (name, rf) in &f.realms {
+        let default_issuer = format!("{scheme}://localhost:{port}/realms/{name}");
+        if let Some(realm) = realm::build(c, name, rf, default_issuer) {
+            realms.insert(name.clone(), Arc::new(realm));
+        }
+    }
+    let default_realm = match &s.default_realm {
+        Some(r) if !f.realms.contains_key(r) => {
+            c.problem("server.default_realm", format!("no realm named {r:?}"));
+            None
+        }
+        Some(r) => Some(r.clone()),
+        None if f.realms.len() == 1 => f.realms.keys().next().cloned(),
+        None => None,
+    };
+    let mut routes = Vec::new();
+    for (i, rf) in f.routes.iter().enumerate() {
+        if let Some(r) = Route::build(c, &format!("routes[{i}]"), rf, &f, default_realm.as_deref()) {
+            routes.push(r);
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for r in &routes {
+        if !seen.insert(r.prefix.clone()) {
+            let prefix = r.prefix.clone();
+            c.problem("routes", format!("two routes have the prefix {prefix:?}"));
+        }
+    }
+    if !c.problems.is_empty() {
+        return Err(ConfigError(std::mem::take(&mut c.problems)));
+    }
+    let hash = hex::encode(std::mem::take(&mut c.hasher).finalize());
+    Ok(Snapshot {
+        server,
+        realms,
+        default_realm,
+        routes: RouteTable::new(routes),
+        hash,
+        files: std::mem::take(&mut c.files),
+        warnings: std::mem::take(&mut c.warnings),
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,292 @@
+//! A realm and its clients as validated from the file: keys loaded, roles checked, token
+//! contents that depend only on config (roles, audience, scopes, `sub`) computed once.
+
+use super::file::{ClientFile, RealmFile};
+use super::Checker;
+use crate::keys::{self, SigningKey};
+use crate::secret::ClientSecret;
+use jsonwebtoken::jwk::JwkSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug)]
+pub struct Realm {
+    pub name: String,
+    pub issuer: String,
+    /// `<issuer>/protocol/openid-connect/token`: what a client assertion's `aud` may name.
+    pub token_endpoint: String,
+    pub access_token_lifespan: Duration,
+    pub refresh_token_lifespan: Duration,
+    pub leeway: Duration,
+    pub roles: HashSet<String>,
+    /// The active signer (the first key).
+    pub signer: Arc<SigningKey>,
+    /// Every key that still verifies, by kid.
+    pub keys: HashMap<String, Arc<SigningKey>>,
+    /// Identifies the key set, so caches of verified tokens can tell when it changed.
+    pub keys_id: String,
+    /// `keys_id` and issuer together: what a cached verification must still match.
+    pub cache_tag: Arc<str>,
+    /// The JWKS document, rendered once.
+    pub jwks_json: bytes::Bytes,
+    pub clients: HashMap<String, Client>,
+    /// Does any client use an argon2 secret (an unknown client then costs an argon2 run too)?
+    pub any_hashed_secret: bool,
+}
+
+#[derive(Debug)]
+pub struct Client {
+    pub id: String,
+    pub secret: Option<ClientSecret>,
+    pub jwks: Option<ClientKeys>,
+    pub enabled: bool,
+    pub service_accounts_enabled: bool,
+    pub use_refresh_token: bool,
+    /// `sub` of its tokens: stable for the realm and client across restarts and replicas.
+    pub subject: String,
+    /// Token roles after the scope rule: realm roles and `client -> roles`.
+    pub realm_roles: Vec<String>,
+    pub resource_access: BTreeMap<String, Vec<String>>,
+    pub default_scopes: Vec<String>,
+    pub optional_scopes: Vec<String>,
+    pub audience: Vec<String>,
+}
+
+/// A client's public keys for private_key_jwt.
+#[derive(Debug)]
+pub struct ClientKeys {
+    pub set: JwkSet,
+}
+
+pub(super) fn build(c: &mut Checker, name: &str, rf: &RealmFile, default_issuer: String) -> Option<Realm> {
+    let at = |k: &str| format!("realms.{name}.{k}");
+    let before = c.problems.len();
+    if name.is_empty() || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch)) {
+        c.problem(format!("realms.{name}"), "realm names may hold letters, digits, '-', '_' and '.'");
+    }
+    let issuer = rf.issuer.clone().unwrap_or(default_issuer);
+    if !(issuer.starts_with("http://") || issuer.starts_with("https://")) {
+        c.problem(at("issuer"), "must be an http:// or https:// URL");
+    }
+    let issuer = issuer.trim_end_matches('/').to_string();
+    let access = c.duration(&at("access_token_lifespan"), rf.access_token_lifespan.as_deref(), Duration::from_secs(300));
+    let refresh = c.duration(&at("refresh_token_lifespan"), rf.refresh_token_lifespan.as_deref(), Duration::from_secs(1800));
+    let leeway = match rf.leeway.as_deref() {
+        Some("0") | Some("0s") => Duration::ZERO,
+        other => c.duration(&at("leeway"), other, Duration::from_secs(30)),
+    };
+    if leeway > Duration::from_secs(600) {
+        c.problem(at("leeway"), "more than 10m of clock skew would keep expired tokens alive");
+    }
+
+    let mut roles = HashSet::new();
+    for r in &rf.roles {
+        if r.is_empty() || r.contains(':') || r.contains(',') {
+            c.problem(at("roles"), format!("{r:?}: a realm role name may not be empty or hold ':' or ','"));
+        } else if !roles.insert(r.clone()) {
+            c.problem(at("roles"), format!("{r:?} is listed twice"));
+        }
+    }
+
+    // Keys.
+    let mut signer = None;
+    let mut keys = HashMap::new();
+    let mut kids = Vec::new();
+    if rf.signing_keys.is_empty() {
+        c.problem(at("signing_keys"), "at least one signing key is required");
+    }
+    for (i, kf) in rf.signing_keys.iter().enumerate() {
+        let key = format!("realms.{name}.signing_keys[{i}]");
+        if kf.kid.is_empty() {
+            c.problem(format!("{key}.kid"), "must not be empty");
+        }
+        if keys.contains_key(&kf.kid) {
+            c.problem(format!("{key}.kid"), format!("kid {:?} is used twice", kf.kid));
+            continue;
+        }
+        let Some(alg) = keys::parse_alg(&kf.alg) else {
+            c.problem(format!("{key}.alg"), format!("{:?} is not one of RS256, RS384, RS512, PS256, ES256, ES384, EdDSA", kf.alg));
+            continue;
+        };
+        let Some((full, bytes)) = c.read_file(&format!("{key}.private_key"), &kf.private_key) else { continue };
+        match SigningKey::from_pem(&kf.kid, alg, &bytes) {
+            Ok(k) => {
+                let k = Arc::new(k);
+                if signer.is_none() {
+                    signer = Some(k.clone());
+                }
+                kids.push(format!("{}:{}:{}", k.kid, kf.alg, k.jwk));
+                keys.insert(kf.kid.clone(), k);
+            }
+            Err(reason) => c.problem(format!("{key}.private_key"), format!("{}: {reason}", full.display())),
+        }
+    }
+    let jwks: Vec<_> = rf.signing_keys.iter().filter_map(|k| keys.get(&k.kid)).map(|k| k.jwk.clone()).collect();
+    let jwks_json = bytes::Bytes::from(serde_json::json!({ "keys": jwks }).to_string());
+
+    let declared = |role: &str| -> Result<Option<String>, String> {
+        match role.split_once(':') {
+            None if roles.contains(role) => Ok(None),
+            None => Err(format!("{role:?} is not a role of realm {name:?}")),
+            Some((client, r)) if client.is_empty() || r.is_empty() => Err(format!("{role:?} is not \"client:role\"")),
+            Some((client, r)) => match rf.client_roles.get(client) {
+                Some(list) if list.iter().any(|x| x == r) => Ok(None),
+                Some(_) => Err(format!("{role:?}: client {client:?} has no role {r:?} in client_roles")),
+                None => Ok(Some(format!("realms.{name}: client role {role:?} names client {client:?}, which declares no roles in client_roles; accepted as is"))),
+            },
+        }
+    };
+
+    let mut clients = HashMap::new();
+    let mut any_hashed_secret = false;
+    for (id, cf) in &rf.clients {
+        let key = format!("realms.{name}.clients.{id}");
+        if let Some(client) = build_client(c, name, id, cf, &key, &declared) {
+            any_hashed_secret |= client.secret.as_ref().is_some_and(ClientSecret::is_hashed);
+            clients.insert(id.clone(), client);
+        }
+    }
+    if c.problems.len() > before {
+        return None;
+    }
+    let signer = signer?;
+    let keys_id = hex::encode(crate::secret::sha256(&kids.iter().map(|k| k.as_bytes()).collect::<Vec<_>>()));
+    Some(Realm {
+        cache_tag: format!("{keys_id}|{issuer}").into(),
+        name: name.to_string(),
+        token_endpoint: format!("{issuer}/protocol/openid-connect/token"),
+        issuer,
+        access_token_lifespan: access,
+        refresh_token_lifespan: refresh,
+        leeway,
+        roles,
+        signer,
+        keys,
+        keys_id,
+        jwks_json,
+        clients,
+        any_hashed_secret,
+    })
+}
+
+fn build_client(
+    c: &mut Checker,
+    realm: &str,
+    id: &str,
+    cf: &ClientFile,
+    key: &str,
+    declared: &dyn Fn(&str) -> Result<Option<String>, String>,
+) -> Option<Client> {
+    let before = c.problems.len();
+    if id.is_empty() || id.contains(':') || id.chars().any(|ch| ch.is_control()) {
+        c.problem(key, "a client id may not be empty or hold ':' or control characters");
+    }
+    let secret = match cf.secret.as_deref().map(ClientSecret::parse) {
+        None => None,
+        Some(Ok(s)) => {
+            if !s.is_hashed() {
+                c.warnings.push(format!(
+                    "{key}.secret is plaintext; store `tollgate hash-secret` output instead"
+                ));
+            }
+            Some(s)
+        }
+        Some(Err(reason)) => {
+            c.problem(format!("{key}.secret"), reason);
+            None
+        }
+    };
+    let jwks = match &cf.jwks {
+        None => None,
+        Some(p) => match c.read_file(&format!("{key}.jwks"), p) {
+            None => None,
+            Some((full, bytes)) => match serde_json::from_slice::<JwkSet>(&bytes) {
+                Ok(set) if !set.keys.is_empty() => Some(ClientKeys { set }),
+                Ok(_) => {
+                    c.problem(format!("{key}.jwks"), format!("{}: holds no keys", full.display()));
+                    None
+                }
+                Err(e) => {
+                    c.problem(format!("{key}.jwks"), format!("{}: not a JWKS document: {e}", full.display()));
+                    None
+                }
+            },
+        },
+    };
+    if cf.secret.is_none() && cf.jwks.is_none() {
+        c.problem(key, "needs a `secret` or a `jwks` file to authenticate with");
+    }
+    let check_roles = |c: &mut Checker, field: &str, list: &[String]| {
+        for r in list {
+            match declared(r) {
+                Ok(None) => {}
+                Ok(Some(warning)) => c.warnings.push(warning),
+                Err(reason) => c.problem(format!("{key}.{field}"), reason),
+            }
+        }
+    };
+    check_roles(c, "service_account_roles", &cf.service_account_roles);
+    check_roles(c, "scope_roles", &cf.scope_roles);
+
+    // Keycloak's rule: a client without full scope gets only the roles in its scope mappings.
+    let full_scope = cf.full_scope_allowed.unwrap_or(true);
+    let granted: BTreeSet<&String> = cf
+        .service_account_roles
+        .iter()
+        .filter(|r| full_scope || cf.scope_roles.contains(r))
+        .collect();
+    let mut realm_roles = Vec::new();
+    let mut resource_access: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in granted {
+        match r.split_once(':') {
+            None => realm_roles.push(r.clone()),
+            Some((client, role)) => resource_access.entry(client.to_string()).or_default().push(role.to_string()),
+        }
+    }
+    let default_scopes = cf.default_scopes.clone().unwrap_or_else(|| vec!["profile".into(), "email".into()]);
+    for s in default_scopes.iter().chain(&cf.optional_scopes) {
+        if s.is_empty() || s.chars().any(|ch| ch == ' ' || ch == '"' || ch == '\\' || !(' '..='~').contains(&ch)) {
+            c.problem(format!("{key}.default_scopes"), format!("{s:?} is not a valid scope token (RFC 6749 §3.3)"));
+        }
+    }
+    let audience = match &cf.audience {
+        Some(list) if list.is_empty() => {
+            c.problem(format!("{key}.audience"), "must not be empty; leave it out for the default");
+            Vec::new()
+        }
+        Some(list) => list.clone(),
+        None if resource_access.is_empty() => vec!["account".to_string()],
+        None => resource_access.keys().cloned().collect(),
+    };
+    if c.problems.len() > before {
+        return None;
+    }
+    Some(Client {
+        id: id.to_string(),
+        secret,
+        jwks,
+        enabled: cf.enabled.unwrap_or(true),
+        service_accounts_enabled: cf.service_accounts_enabled.unwrap_or(true),
+        use_refresh_token: cf.use_refresh_token.unwrap_or(false),
+        subject: stable_uuid(&[b"tollgate-sub", realm.as_bytes(), id.as_bytes()]),
+        realm_roles,
+        resource_access,
+        default_scopes,
+        optional_scopes: cf.optional_scopes.clone(),
+        audience,
+    })
+}
+
+/// A UUID-shaped identifier derived from `parts` (version 8, RFC 9562 §5.8).
+pub fn stable_uuid(parts: &[&[u8]]) -> String {
+    let mut b = crate::secret::sha256(parts);
+    b[6] = (b[6] & 0x0f) | 0x80;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    format_uuid(&b[..16])
+}
+
+pub fn format_uuid(b: &[u8]) -> String {
+    let h = hex::encode(b);
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}

@@ -1,0 +1,176 @@
+//! Path normalisation before any route is matched (RFC 3986 §6.2.2 and §5.2.4).
+//!
+//! Unreserved characters are decoded, every other escape is kept (upper-cased) so the upstream
+//! sees exactly the path that was authorised; `.`/`..` segments are resolved and `//` collapsed.
+//! What could still mean something different to the upstream (an encoded `/`, `\` or NUL, a raw
+//! `\`, a control character, a climb above the root) is refused rather than guessed at.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    NotAbsolute,
+    BadEscape,
+    EncodedSeparator,
+    Backslash,
+    ControlCharacter,
+    AboveRoot,
+    TooLong,
+}
+
+impl PathError {
+    pub fn describe(self) -> &'static str {
+        match self {
+            PathError::NotAbsolute => "path must start with '/'",
+            PathError::BadEscape => "malformed percent-encoding in path",
+            PathError::EncodedSeparator => "path holds an encoded '/', '\\' or NUL",
+            PathError::Backslash => "path holds a backslash",
+            PathError::ControlCharacter => "path holds a control character",
+            PathError::AboveRoot => "path climbs above the root",
+            PathError::TooLong => "path too long",
+        }
+    }
+}
+
+/// Longest path accepted, in bytes.
+pub const MAX_PATH: usize = 8 * 1024;
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Normalise the path part of a request target (no query).
+pub fn normalise(raw: &str) -> Result<String, PathError> {
+    let raw = raw.as_bytes();
+    if raw.len() > MAX_PATH {
+        return Err(PathError::TooLong);
+    }
+    if raw.first() != Some(&b'/') {
+        return Err(PathError::NotAbsolute);
+    }
+    // Pass 1: decode unreserved escapes, keep the rest upper-cased.
+    let mut decoded = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let b = raw[i];
+        match b {
+            b'%' => {
+                let (Some(h), Some(l)) = (raw.get(i + 1).and_then(|&x| hex(x)), raw.get(i + 2).and_then(|&x| hex(x)))
+                else {
+                    return Err(PathError::BadEscape);
+                };
+                let v = h << 4 | l;
+                match v {
+                    b'/' | b'\\' | 0 => return Err(PathError::EncodedSeparator),
+                    v if unreserved(v) => decoded.push(v),
+                    v => {
+                        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+                        decoded.extend_from_slice(&[b'%', HEX[(v >> 4) as usize], HEX[(v & 15) as usize]]);
+                    }
+                }
+                i += 3;
+                continue;
+            }
+            b'\\' => return Err(PathError::Backslash),
+            0..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
+            b if b >= 0x80 => {
+                const HEX: &[u8; 16] = b"0123456789ABCDEF";
+                decoded.extend_from_slice(&[b'%', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+            }
+            b => decoded.push(b),
+        }
+        i += 1;
+    }
+    // Pass 2: segments. Empty segments (from `//`) and `.` vanish, `..` pops.
+    let mut out: Vec<&[u8]> = Vec::new();
+    let segments: Vec<&[u8]> = decoded[1..].split(|&b| b == b'/').collect();
+    let last = segments.len() - 1;
+    let mut trailing_slash = false;
+    for (n, seg) in segments.iter().enumerate() {
+        match *seg {
+            b"" | b"." => trailing_slash = n == last,
+            b".." => {
+                if out.pop().is_none() {
+                    return Err(PathError::AboveRoot);
+                }
+                trailing_slash = n == last;
+            }
+            s => {
+                out.push(s);
+                trailing_slash = false;
+            }
+        }
+    }
+    let mut path = Vec::with_capacity(decoded.len());
+    for s in &out {
+        path.push(b'/');
+        path.extend_from_slice(s);
+    }
+    if path.is_empty() || trailing_slash {
+        path.push(b'/');
+    }
+    // Only ASCII was kept unescaped, so this cannot fail.
+    String::from_utf8(path).map_err(|_| PathError::BadEscape)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(s: &str) -> Result<String, PathError> {
+        normalise(s)
+    }
+
+    #[test]
+    fn plain_paths_are_unchanged() {
+        for p in ["/", "/api/orders", "/api/orders/", "/a/b.json", "/a/%20b", "/A/Case"] {
+            assert_eq!(n(p).unwrap(), p);
+        }
+    }
+
+    #[test]
+    fn dots_and_slashes_resolve() {
+        assert_eq!(n("/api/public/../orders").unwrap(), "/api/orders");
+        assert_eq!(n("/api/./orders").unwrap(), "/api/orders");
+        assert_eq!(n("//api///orders").unwrap(), "/api/orders");
+        assert_eq!(n("/api/orders/.").unwrap(), "/api/orders/");
+        assert_eq!(n("/api/orders/x/..").unwrap(), "/api/orders/");
+        assert_eq!(n("/api/%2e%2e/admin").unwrap(), "/admin");
+        assert_eq!(n("/api/%2E/x").unwrap(), "/api/x");
+        assert_eq!(n("/%61pi").unwrap(), "/api");
+    }
+
+    #[test]
+    fn tricks_are_refused() {
+        assert_eq!(n("/.."), Err(PathError::AboveRoot));
+        assert_eq!(n("/a/../../etc"), Err(PathError::AboveRoot));
+        assert_eq!(n("/a%2fb"), Err(PathError::EncodedSeparator));
+        assert_eq!(n("/a%2Fb"), Err(PathError::EncodedSeparator));
+        assert_eq!(n("/a%5cb"), Err(PathError::EncodedSeparator));
+        assert_eq!(n("/a%00b"), Err(PathError::EncodedSeparator));
+        assert_eq!(n("/a\\b"), Err(PathError::Backslash));
+        assert_eq!(n("/a%zz"), Err(PathError::BadEscape));
+        assert_eq!(n("/a%2"), Err(PathError::BadEscape));
+        assert_eq!(n("a/b"), Err(PathError::NotAbsolute));
+        assert_eq!(n("/a\tb"), Err(PathError::ControlCharacter));
+    }
+
+    #[test]
+    fn double_encoding_is_not_decoded_twice() {
+        assert_eq!(n("/api/%252e%252e/admin").unwrap(), "/api/%252e%252e/admin");
+        assert_eq!(n("/a%252fb").unwrap(), "/a%252fb");
+    }
+
+    #[test]
+    fn reserved_escapes_are_kept_upper_cased() {
+        assert_eq!(n("/a%3fb").unwrap(), "/a%3Fb");
+        assert_eq!(n("/caf\u{e9}").unwrap(), "/caf%C3%A9");
+    }
+}

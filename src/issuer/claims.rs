@@ -1,0 +1,129 @@
+//! The claims of tollgate's tokens, shaped like Keycloak's service-account tokens.
+
+use crate::config::{Client, Realm};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Serialize)]
+pub struct RolesRef<'a> {
+    pub roles: &'a [String],
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum Aud<'a> {
+    One(&'a str),
+    Many(&'a [String]),
+}
+
+impl<'a> Aud<'a> {
+    pub fn of(list: &'a [String]) -> Self {
+        match list {
+            [one] => Aud::One(one),
+            many => Aud::Many(many),
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[allow(non_snake_case)]
+pub struct AccessClaims<'a> {
+    pub exp: u64,
+    pub iat: u64,
+    pub jti: &'a str,
+    pub iss: &'a str,
+    pub aud: Aud<'a>,
+    pub sub: &'a str,
+    pub typ: &'static str,
+    pub azp: &'a str,
+    pub sid: &'a str,
+    pub acr: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub realm_access: Option<RolesRef<'a>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub resource_access: BTreeMap<&'a str, RolesRef<'a>>,
+    pub scope: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
+    pub clientHost: &'a str,
+    pub preferred_username: &'a str,
+    pub clientAddress: &'a str,
+    pub client_id: &'a str,
+}
+
+#[derive(Serialize)]
+pub struct RefreshClaims<'a> {
+    pub exp: u64,
+    pub iat: u64,
+    pub jti: &'a str,
+    pub iss: &'a str,
+    pub aud: &'a str,
+    pub sub: &'a str,
+    pub typ: &'static str,
+    pub azp: &'a str,
+    pub sid: &'a str,
+    pub scope: &'a str,
+}
+
+/// Everything that varies per token.
+pub struct Issue<'a> {
+    pub realm: &'a Realm,
+    pub client: &'a Client,
+    pub scope: &'a str,
+    pub peer: &'a str,
+    pub now: u64,
+    pub sid: &'a str,
+}
+
+pub fn access<'a>(i: &'a Issue<'a>, jti: &'a str, username: &'a str) -> AccessClaims<'a> {
+    let c = i.client;
+    AccessClaims {
+        exp: i.now + i.realm.access_token_lifespan.as_secs(),
+        iat: i.now,
+        jti,
+        iss: &i.realm.issuer,
+        aud: Aud::of(&c.audience),
+        sub: &c.subject,
+        typ: "Bearer",
+        azp: &c.id,
+        sid: i.sid,
+        acr: "1",
+        realm_access: (!c.realm_roles.is_empty()).then_some(RolesRef { roles: &c.realm_roles }),
+        resource_access: c.resource_access.iter().map(|(k, v)| (k.as_str(), RolesRef { roles: v })).collect(),
+        scope: i.scope,
+        email_verified: i.scope.split(' ').any(|s| s == "email").then_some(false),
+        clientHost: i.peer,
+        preferred_username: username,
+        clientAddress: i.peer,
+        client_id: &c.id,
+    }
+}
+
+pub fn refresh<'a>(i: &'a Issue<'a>, jti: &'a str) -> RefreshClaims<'a> {
+    RefreshClaims {
+        exp: i.now + i.realm.refresh_token_lifespan.as_secs(),
+        iat: i.now,
+        jti,
+        iss: &i.realm.issuer,
+        aud: &i.realm.issuer,
+        sub: &i.client.subject,
+        typ: "Refresh",
+        azp: &i.client.id,
+        sid: i.sid,
+        scope: i.scope,
+    }
+}
+
+/// A random UUID (v4) for `jti` and `sid`.
+pub fn random_id() -> String {
+    let mut b = [0u8; 16];
+    // aws-lc's DRBG only fails if the OS gives no entropy at all; the id then stays unique
+    // enough through the timestamp mixed in below.
+    if aws_lc_rs::rand::fill(&mut b).is_err() {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        b = t.to_le_bytes();
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    crate::config::realm_uuid(&b)
+}

@@ -1,0 +1,15 @@
+//! tollgate: a pingora sidecar that issues client-credentials tokens and enforces them.
+
+pub mod admin;
+pub mod config;
+pub mod guard;
+pub mod http_util;
+pub mod issuer;
+pub mod keys;
+pub mod logging;
+pub mod metrics;
+pub mod proxy;
+pub mod secret;
+pub mod server;
+pub mod state;
+pub mod store;

@@ -1,0 +1,140 @@
+//! The `tollgate` command line: run, check, keygen, hash-secret.
+
+use clap::{Parser, Subcommand};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "tollgate", version, about = "OAuth 2.0 client-credentials issuer and bearer-token guard on pingora")]
+struct Cli {
+    /// Config file.
+    #[arg(long, global = true, default_value = "./proxy.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the config and every key file it names; print every problem.
+    Check,
+    /// Write a new PKCS#8 PEM private key (mode 0600).
+    Keygen {
+        #[arg(long, value_parser = ["RS256", "ES256", "EdDSA"])]
+        alg: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Read a client secret on stdin and print its argon2id PHC string.
+    HashSecret,
+}
+
+fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("tollgate: {msg}");
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind::*;
+            if matches!(e.kind(), DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            let text = e.to_string();
+            let line = text.lines().next().unwrap_or("bad arguments").trim_start_matches("error: ");
+            return usage_error(format!("{line} (see --help)"));
+        }
+    };
+    match cli.command {
+        None => run(&cli.config),
+        Some(Command::Check) => check(&cli.config),
+        Some(Command::Keygen { alg, out }) => keygen(&alg, &out),
+        Some(Command::HashSecret) => hash_secret(),
+    }
+}
+
+fn run(config: &Path) -> ExitCode {
+    if !config.is_file() {
+        return usage_error(format!("config file {} not found", config.display()));
+    }
+    match tollgate::server::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tollgate: config does not load: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn check(config: &Path) -> ExitCode {
+    if !config.is_file() {
+        return usage_error(format!("config file {} not found", config.display()));
+    }
+    match tollgate::config::load(config, Default::default()) {
+        Ok(snap) => {
+            for w in &snap.warnings {
+                println!("warning: {w}");
+            }
+            println!(
+                "ok: {} realm(s), {} route(s), config hash {}",
+                snap.realms.len(),
+                snap.routes.iter().count(),
+                snap.hash
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            for p in &e.0 {
+                println!("{p}");
+            }
+            println!("{} problem(s); the config would not load", e.0.len());
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn keygen(alg: &str, out: &Path) -> ExitCode {
+    let Some(alg) = tollgate::keys::parse_alg(alg) else { return usage_error(format!("unknown alg {alg}")) };
+    let pem = match tollgate::keys::generate_pem(alg) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("tollgate: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(out);
+    match file.and_then(|mut f| f.write_all(pem.as_bytes())) {
+        Ok(()) => {
+            println!("wrote {}", out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => usage_error(format!("cannot write {}: {e}", out.display())),
+    }
+}
+
+fn hash_secret() -> ExitCode {
+    let mut input = String::new();
+    if let Err(e) = std::io::stdin().take(64 * 1024).read_to_string(&mut input) {
+        return usage_error(format!("cannot read stdin: {e}"));
+    }
+    let secret = input.strip_suffix('\n').map(|s| s.strip_suffix('\r').unwrap_or(s)).unwrap_or(&input);
+    if secret.is_empty() {
+        return usage_error("no secret on stdin");
+    }
+    match tollgate::secret::hash_secret(secret) {
+        Ok(phc) => {
+            println!("{phc}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tollgate: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! The pingora `ProxyHttp` implementation: dispatch only, no business logic.
+//!
+//! ```text
+//! request_filter          load the snapshot once; normalise the path;
+//!                         local endpoint?  -> issuer::serve, respond, done
+//!                         otherwise        -> guard::check: respond the denial, or go on
+//! upstream_peer           the matched route's upstream, with its timeouts
+//! upstream_request_filter normalised path; X-Auth-* stripped, identity headers added
+//! upstream_response_filter  upstream latency
+//! fail_to_proxy           502 / 504 with a JSON body
+//! logging                 access line and request metrics
+//! ```
+
+use crate::config::Snapshot;
+use crate::guard::{self, path, Allowed, Denied};
+use crate::http_util::{self, Reply};
+use crate::issuer;
+use crate::state::State;
+use async_trait::async_trait;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::ErrorType;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+pub struct Tollgate {
+    pub state: Arc<State>,
+}
+
+/// Requests being handled right now (drained before exit on SIGTERM).
+pub static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+pub struct Ctx {
+    start: Instant,
+    snap: Option<Arc<Snapshot>>,
+    path: String,
+    allowed: Option<Allowed>,
+    /// What happened, for the access log and metrics.
+    outcome: &'static str,
+    client_id: Option<String>,
+    upstream_latency: Option<f64>,
+}
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Largest request header block accepted (all names and values), in bytes.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+fn header_bytes(req: &RequestHeader) -> usize {
+    req.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>() + req.uri.to_string().len()
+}
+
+impl Tollgate {
+    async fn deny(&self, session: &mut Session, ctx: &mut Ctx, denied: Denied) -> Result<bool> {
+        ctx.outcome = denied.reason();
+        self.state.metrics.inc("tollgate_denials_total", &[("reason", denied.reason())]);
+        respond(session, &denied.reply()).await
+    }
+}
+
+async fn respond(session: &mut Session, reply: &Reply) -> Result<bool> {
+    // The body of a refused request is not read: do not try to reuse the connection after it.
+    if !session.is_body_done() {
+        session.set_keepalive(None);
+    }
+    http_util::send(session, reply).await?;
+    Ok(true)
+}
+
+#[async_trait]
+impl ProxyHttp for Tollgate {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
+        Ctx {
+            start: Instant::now(),
+            snap: None,
+            path: String::new(),
+            allowed: None,
+            outcome: "",
+            client_id: None,
+            upstream_latency: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let snap = self.state.config.load_full();
+        ctx.snap = Some(snap.clone());
+        if header_bytes(session.req_header()) > MAX_HEADER_BYTES {
+            ctx.outcome = "headers_too_large";
+            let reply = Reply::error(431, "invalid_request", "request header fields too large");
+            return respond(session, &reply).await;
+        }
+        ctx.path = match path::normalise(session.req_header().uri.path()) {
+            Ok(p) => p,
+            Err(e) => return self.deny(session, ctx, Denied::BadPath(e.describe())).await,
+        };
+        if let Some(local) = issuer::match_path(&ctx.path) {
+            let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string()).unwrap_or_default();
+            let (reply, err) = issuer::serve(&self.state, &snap, session, &local, &peer).await;
+            ctx.outcome = match err {
+                None => local.endpoint.label(),
+                Some(e) => e.code(),
+            };
+            return respond(session, &reply).await;
+        }
+        let authorization = session.req_header().headers.get(http::header::AUTHORIZATION).map(|v| v.as_bytes());
+        let method = session.req_header().method.clone();
+        match guard::check(&self.state, &snap, &method, &ctx.path, authorization, http_util::now()) {
+            Ok(allowed) => {
+                ctx.outcome = if allowed.identity.is_some() { "allowed" } else { "public" };
+                ctx.client_id = allowed.identity.as_ref().map(|i| i.client_id.clone());
+                ctx.allowed = Some(allowed);
+                Ok(false)
+            }
+            Err(denied) => self.deny(session, ctx, denied).await,
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let Some(allowed) = &ctx.allowed else {
+            return Error::e_explain(ErrorType::InternalError, "no route decided");
+        };
+        let u = &allowed.route.upstream;
+        let mut peer = HttpPeer::new(u.addr, u.tls, u.sni.clone());
+        let r = &allowed.route;
+        peer.options.connection_timeout = Some(r.connect_timeout);
+        peer.options.total_connection_timeout = Some(r.connect_timeout * 2);
+        peer.options.read_timeout = Some(r.read_timeout);
+        peer.options.write_timeout = Some(r.read_timeout);
+        peer.options.idle_timeout = Some(std::time::Duration::from_secs(60));
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(&self, session: &mut Session, up: &mut RequestHeader, ctx: &mut Ctx) -> Result<()> {
+        let Some(allowed) = &ctx.allowed else { return Ok(()) };
+        // The upstream gets exactly the path that was authorised.
+        let target = match session.req_header().uri.query() {
+            Some(q) => format!("{}?{q}", ctx.path),
+            None => ctx.path.clone(),
+        };
+        let uri = target.parse::<http::Uri>().map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "bad target"))?;
+        up.set_uri(uri);
+        let spoofed: Vec<http::HeaderName> =
+            up.headers.keys().filter(|k| k.as_str().starts_with("x-auth-")).cloned().collect();
+        for name in spoofed {
+            up.remove_header(&name);
+        }
+        if !allowed.route.forward_token {
+            up.remove_header(&http::header::AUTHORIZATION);
+        }
+        if let Some(id) = &allowed.identity {
+            up.insert_header("x-auth-subject", id.subject.as_str())?;
+            up.insert_header("x-auth-client-id", id.client_id.as_str())?;
+            up.insert_header("x-auth-realm", id.realm.as_str())?;
+            up.insert_header("x-auth-roles", id.roles_header.as_str())?;
+            up.insert_header("x-auth-scope", id.scope.as_str())?;
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(&self, _s: &mut Session, _r: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+        ctx.upstream_latency = Some(ctx.start.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        use ErrorType::*;
+        let (code, error, description) = match e.etype() {
+            ConnectTimedout | ReadTimedout | WriteTimedout => (504, "upstream_timeout", "the upstream did not answer in time"),
+            HTTPStatus(c) => (*c, "proxy_error", "request failed"),
+            _ => match e.esource() {
+                ErrorSource::Upstream => (502, "bad_gateway", "the upstream is unreachable or failed"),
+                ErrorSource::Downstream => match e.etype() {
+                    ReadError | WriteError | ConnectionClosed => (0, "", ""),
+                    _ => (400, "invalid_request", "malformed request"),
+                },
+                _ => (500, "server_error", "internal error"),
+            },
+        };
+        ctx.outcome = match code {
+            504 => "upstream_timeout",
+            502 => "upstream_error",
+            0 => "client_gone",
+            _ => "error",
+        };
+        if code > 0 {
+            let reply = Reply::error(code, error, description);
+            session.set_keepalive(None);
+            let _ = http_util::send(session, &reply).await;
+        }
+        FailToProxy { error_code: code, can_reuse_downstream: false }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        let status = session.response_written().map(|r| r.status.as_u16()).unwrap_or(0);
+        let route = ctx.allowed.as_ref().map(|a| a.route.prefix.as_str()).unwrap_or("");
+        let latency_us = ctx.start.elapsed().as_micros() as u64;
+        tracing::info!(
+            target: "tollgate::access",
+            method = %session.req_header().method,
+            path = %ctx.path,
+            route,
+            status,
+            client_id = ctx.client_id.as_deref().unwrap_or(""),
+            outcome = ctx.outcome,
+            latency_us,
+        );
+        let m = &self.state.metrics;
+        m.inc("tollgate_requests_total", &[("route", route), ("outcome", ctx.outcome)]);
+        if let Some(l) = ctx.upstream_latency {
+            m.observe("tollgate_upstream_latency_seconds", &[("route", route)], l);
+        }
+    }
+}

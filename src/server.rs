@@ -1,0 +1,120 @@
+//! pingora wiring: the proxy service (plain and TLS listeners), the admin service, the config
+//! watcher and the SIGTERM drain, all in one pingora `Server`.
+
+use crate::admin::Admin;
+use crate::config::{self, LoadOptions, Snapshot};
+use crate::proxy::{Tollgate, IN_FLIGHT};
+use crate::state::State;
+use async_trait::async_trait;
+use pingora::apps::HttpServerOptions;
+use pingora::listeners::tls::TlsSettings;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long SIGTERM waits for in-flight requests before the process exits anyway.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(30);
+
+/// A port-0 address becomes a concrete free port, so the issuer and the startup line can name it.
+fn concrete(addr: SocketAddr) -> std::io::Result<SocketAddr> {
+    if addr.port() != 0 {
+        return Ok(addr);
+    }
+    TcpListener::bind(addr)?.local_addr()
+}
+
+/// Load the config and run the sidecar until SIGTERM/SIGINT. Returns only on a start-up error.
+pub fn run(config_path: &Path) -> Result<(), String> {
+    let first = config::load(config_path, LoadOptions::default()).map_err(|e| e.to_string())?;
+    crate::logging::init(first.server.log_format_json);
+    let listen = first.server.listen.map(concrete).transpose().map_err(|e| format!("server.listen: {e}"))?;
+    let tls_listen = first.server.tls_listen.map(concrete).transpose().map_err(|e| format!("server.tls_listen: {e}"))?;
+    let admin = first.server.admin_listen.map(concrete).transpose().map_err(|e| format!("server.admin_listen: {e}"))?;
+    let port = listen.or(tls_listen).map(|a| a.port());
+    // Load again with the concrete port so default issuers name it.
+    let snap: Snapshot = config::load(config_path, LoadOptions { listen_port: port }).map_err(|e| e.to_string())?;
+    for w in &snap.warnings {
+        tracing::warn!("{w}");
+    }
+    let settings = snap.server.clone();
+    let state = State::new(snap, config_path.to_path_buf(), port);
+
+    let mut conf = ServerConf::default();
+    conf.threads = settings.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
+    conf.grace_period_seconds = Some(DRAIN_LIMIT.as_secs());
+    conf.graceful_shutdown_timeout_seconds = Some(1);
+    conf.upstream_keepalive_pool_size = 512;
+    conf.ca_file = settings.upstream_ca_file.as_ref().map(|p| p.to_string_lossy().into_owned());
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, Tollgate { state: state.clone() }, "tollgate");
+    if let Some(app) = proxy.app_logic_mut() {
+        let mut opts = HttpServerOptions::default();
+        opts.h2c = true;
+        opts.keepalive_request_limit = Some(10_000);
+        app.server_options = Some(opts);
+    }
+    if let Some(a) = listen {
+        proxy.add_tcp(&a.to_string());
+    }
+    if let Some(a) = tls_listen {
+        let cert = settings.tls_cert.as_ref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+        let key = settings.tls_key.as_ref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+        let mut tls = TlsSettings::intermediate(&cert, &key).map_err(|e| format!("server.tls_cert/tls_key: {e}"))?;
+        tls.enable_h2();
+        proxy.add_tls_with_settings(&a.to_string(), None, tls);
+    }
+    server.add_service(proxy);
+    if let Some(a) = admin {
+        let mut svc = Service::new("admin".to_string(), Admin { state: state.clone() });
+        svc.add_tcp(&a.to_string());
+        server.add_service(svc);
+    }
+    server.add_service(background_service("config watcher", Watch { state: state.clone() }));
+    server.add_service(background_service("drain", Drain));
+
+    let show = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_else(|| "-".into());
+    // A stable line that scripts and tests read to learn the ports.
+    println!("tollgate listening http={} tls={} admin={}", show(listen), show(tls_listen), show(admin));
+    tracing::info!(http = %show(listen), tls = %show(tls_listen), admin = %show(admin), config_hash = %state.config.load().hash, "tollgate starting");
+    server.run_forever();
+}
+
+struct Watch {
+    state: Arc<State>,
+}
+
+#[async_trait]
+impl BackgroundService for Watch {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        config::watch::run(self.state.clone(), shutdown).await;
+    }
+}
+
+/// On graceful shutdown pingora stops accepting, then waits its whole grace period; this exits
+/// as soon as the requests in flight are done instead.
+struct Drain;
+
+#[async_trait]
+impl BackgroundService for Drain {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+        tracing::info!("shutting down: draining requests in flight");
+        // Give the listeners a moment to stop accepting before counting.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        while IN_FLIGHT.load(Ordering::Relaxed) > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tracing::info!("drained; exiting");
+        std::process::exit(0);
+    }
+}
