@@ -46,8 +46,8 @@ impl OAuthError {
             OAuthError::InvalidClient { description, .. } => (401, (*description).into()),
             OAuthError::InvalidGrant(d) => (400, (*d).into()),
             OAuthError::UnauthorizedClient(d) => (400, (*d).into()),
-            OAuthError::UnsupportedGrantType(g) => (400, format!("grant type {g:?} is not supported")),
-            OAuthError::InvalidScope(s) => (400, format!("scope {s:?} is not allowed for this client")),
+            OAuthError::UnsupportedGrantType(g) => (400, format!("grant type {:?} is not supported", clip(g))),
+            OAuthError::InvalidScope(s) => (400, format!("scope {:?} is not allowed for this client", clip(s))),
             OAuthError::UnsupportedMediaType => {
                 (400, "Content-Type must be application/x-www-form-urlencoded".into())
             }
@@ -68,5 +68,13 @@ impl OAuthError {
             _ => {}
         }
         reply
+    }
+}
+
+/// Echo at most 64 characters of what a client sent.
+fn clip(s: &str) -> &str {
+    match s.char_indices().nth(64) {
+        Some((i, _)) => &s[..i],
+        None => s,
     }
 }

@@ -1,0 +1,19 @@
+# The two commands: `make demo` runs the sidecar with the bundled proxy.toml; `make test` runs
+# every test. Both install cmake first where it is missing (pingora's zlib-ng needs it).
+.PHONY: demo test lint bench tools
+
+tools:
+	@scripts/ensure-tools.sh
+
+demo: tools
+	scripts/demo.sh
+
+test: tools
+	cargo test --all-targets
+
+lint: tools
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+
+bench: tools
+	bench/run.sh

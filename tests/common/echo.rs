@@ -1,0 +1,107 @@
+//! A real HTTP/1.1 upstream for tests: answers every request with JSON describing what it got
+//! (method, path with query, headers, body length). `/slow...` waits 2 s before answering.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+pub struct Echo {
+    pub addr: SocketAddr,
+    /// Connections accepted so far (to see upstream keep-alive at work).
+    pub connections: Arc<AtomicUsize>,
+}
+
+pub fn start() -> Echo {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let conns = connections.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async move {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            loop {
+                let Ok((sock, _)) = listener.accept().await else { continue };
+                conns.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(async move {
+                    let _ = serve(sock).await;
+                });
+            }
+        });
+    });
+    Echo { addr: rx.recv().unwrap(), connections }
+}
+
+async fn serve(sock: tokio::net::TcpStream) -> std::io::Result<()> {
+    let (r, mut w) = sock.into_split();
+    let mut r = BufReader::new(r);
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).await? == 0 {
+            return Ok(());
+        }
+        let mut parts = line.split_whitespace();
+        let method = parts.next().unwrap_or("").to_string();
+        let target = parts.next().unwrap_or("").to_string();
+        let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        loop {
+            let mut h = String::new();
+            r.read_line(&mut h).await?;
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.entry(k.trim().to_ascii_lowercase()).or_default().push(v.trim().to_string());
+            }
+        }
+        let mut body_len: u64 = 0;
+        let mut buf = vec![0u8; 64 * 1024];
+        if let Some(cl) = headers.get("content-length").and_then(|v| v[0].parse::<u64>().ok()) {
+            let mut left = cl;
+            while left > 0 {
+                let n = r.read(&mut buf[..left.min(65536) as usize]).await?;
+                if n == 0 {
+                    return Ok(());
+                }
+                left -= n as u64;
+                body_len += n as u64;
+            }
+        } else if headers.get("transfer-encoding").is_some_and(|v| v[0].eq_ignore_ascii_case("chunked")) {
+            loop {
+                let mut size = String::new();
+                r.read_line(&mut size).await?;
+                let n = u64::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
+                if n == 0 {
+                    let mut end = String::new();
+                    r.read_line(&mut end).await?;
+                    break;
+                }
+                let mut left = n;
+                while left > 0 {
+                    let k = r.read(&mut buf[..left.min(65536) as usize]).await?;
+                    if k == 0 {
+                        return Ok(());
+                    }
+                    left -= k as u64;
+                }
+                body_len += n;
+                let mut crlf = String::new();
+                r.read_line(&mut crlf).await?;
+            }
+        }
+        if target.starts_with("/slow") {
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        }
+        let body = serde_json::json!({"method": method, "path": target, "headers": headers, "body_len": body_len}).to_string();
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{}",
+            body.len(),
+            body
+        );
+        w.write_all(resp.as_bytes()).await?;
+    }
+}
