@@ -24,7 +24,10 @@ fn serve(stream: std::net::TcpStream) -> std::io::Result<()> {
             return Ok(());
         }
         let mut parts = line.split_whitespace();
-        let (method, path) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
+        let (method, path) = (
+            parts.next().unwrap_or("").to_string(),
+            parts.next().unwrap_or("").to_string(),
+        );
         let mut auth = Vec::new();
         let mut len = 0usize;
         loop {
@@ -45,7 +48,14 @@ fn serve(stream: std::net::TcpStream) -> std::io::Result<()> {
             }
         }
         std::io::copy(&mut (&mut r).take(len as u64), &mut std::io::sink())?;
-        let body = format!("{{\"method\":{method:?},\"path\":{path:?},\"identity\":{{{}}}}}\n", auth.join(","));
-        write!(w, "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len())?;
+        let body = format!(
+            "{{\"method\":{method:?},\"path\":{path:?},\"identity\":{{{}}}}}\n",
+            auth.join(",")
+        );
+        write!(
+            w,
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )?;
     }
 }

@@ -30,10 +30,20 @@ impl ServeHttp for Admin {
             "/metrics" => {
                 let (revoked, _) = self.state.store.sizes();
                 self.state.metrics.set("tollgate_revoked_tokens", &[], revoked as f64);
-                self.state.metrics.set("tollgate_token_cache_entries", &[], self.state.token_cache.len() as f64);
-                (200, "text/plain; version=0.0.4", self.state.metrics.render().into_bytes())
+                self.state
+                    .metrics
+                    .set("tollgate_token_cache_entries", &[], self.state.token_cache.len() as f64);
+                (
+                    200,
+                    "text/plain; version=0.0.4",
+                    self.state.metrics.render().into_bytes(),
+                )
             }
-            _ => (404, "application/json", br#"{"error":"not_found","error_description":"no such admin endpoint"}"#.to_vec()),
+            _ => (
+                404,
+                "application/json",
+                br#"{"error":"not_found","error_description":"no such admin endpoint"}"#.to_vec(),
+            ),
         };
         Response::builder()
             .status(status)

@@ -14,12 +14,19 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(status: u16, body: impl Into<Bytes>) -> Self {
-        Reply { status, headers: vec![("content-type", "application/json".into())], body: body.into() }
+        Reply {
+            status,
+            headers: vec![("content-type", "application/json".into())],
+            body: body.into(),
+        }
     }
 
     /// `{"error","error_description"}`: the one shape of every error body.
     pub fn error(status: u16, error: &str, description: &str) -> Self {
-        Self::json(status, json!({"error": error, "error_description": description}).to_string())
+        Self::json(
+            status,
+            json!({"error": error, "error_description": description}).to_string(),
+        )
     }
 
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {

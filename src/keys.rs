@@ -80,8 +80,7 @@ impl SigningKey {
     /// quoting any of the file.
     pub fn load(kid: &str, alg: Algorithm, path: &Path) -> Result<Self, String> {
         let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        Self::from_pem(kid, alg, &text)
-            .map_err(|reason| format!("{}: {reason}", path.display()))
+        Self::from_pem(kid, alg, &text).map_err(|reason| format!("{}: {reason}", path.display()))
     }
 
     pub fn from_pem(kid: &str, alg: Algorithm, pem_bytes: &[u8]) -> Result<Self, String> {
@@ -157,7 +156,14 @@ impl SigningKey {
         let jwk = build_jwk(kid, alg, &signer, &public);
         let header = json!({"alg": alg_name(alg), "typ": "JWT", "kid": kid});
         let header_b64 = B64.encode(header.to_string());
-        Ok(SigningKey { kid: kid.to_string(), alg, signer, verifier, header_b64, jwk })
+        Ok(SigningKey {
+            kid: kid.to_string(),
+            alg,
+            signer,
+            verifier,
+            header_b64,
+            jwk,
+        })
     }
 
     /// Sign `claims` (already JSON) into a compact JWS with this key's header.
@@ -228,10 +234,9 @@ pub fn generate_pem(alg: Algorithm) -> Result<String, String> {
     let rng = SystemRandom::new();
     let der: Vec<u8> = match alg {
         Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 | Algorithm::PS256 => {
-            let kp = sig::RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
-                .map_err(|_| "RSA key generation failed")?;
-            let doc: aws_lc_rs::encoding::Pkcs8V1Der =
-                kp.as_der().map_err(|_| "RSA key encoding failed")?;
+            let kp =
+                sig::RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).map_err(|_| "RSA key generation failed")?;
+            let doc: aws_lc_rs::encoding::Pkcs8V1Der = kp.as_der().map_err(|_| "RSA key encoding failed")?;
             doc.as_ref().to_vec()
         }
         Algorithm::ES256 => sig::EcdsaKeyPair::generate_pkcs8(&sig::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)

@@ -6,7 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "tollgate", version, about = "OAuth 2.0 client-credentials issuer and bearer-token guard on pingora")]
+#[command(
+    name = "tollgate",
+    version,
+    about = "OAuth 2.0 client-credentials issuer and bearer-token guard on pingora"
+)]
 struct Cli {
     /// Config file.
     #[arg(long, global = true, default_value = "./proxy.toml")]
@@ -40,12 +44,19 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             use clap::error::ErrorKind::*;
-            if matches!(e.kind(), DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand) {
+            if matches!(
+                e.kind(),
+                DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
                 let _ = e.print();
                 return ExitCode::SUCCESS;
             }
             let text = e.to_string();
-            let line = text.lines().next().unwrap_or("bad arguments").trim_start_matches("error: ");
+            let line = text
+                .lines()
+                .next()
+                .unwrap_or("bad arguments")
+                .trim_start_matches("error: ");
             return usage_error(format!("{line} (see --help)"));
         }
     };
@@ -98,7 +109,9 @@ fn check(config: &Path) -> ExitCode {
 }
 
 fn keygen(alg: &str, out: &Path) -> ExitCode {
-    let Some(alg) = tollgate::keys::parse_alg(alg) else { return usage_error(format!("unknown alg {alg}")) };
+    let Some(alg) = tollgate::keys::parse_alg(alg) else {
+        return usage_error(format!("unknown alg {alg}"));
+    };
     let pem = match tollgate::keys::generate_pem(alg) {
         Ok(p) => p,
         Err(e) => {
@@ -108,7 +121,11 @@ fn keygen(alg: &str, out: &Path) -> ExitCode {
     };
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(out);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out);
     match file.and_then(|mut f| f.write_all(pem.as_bytes())) {
         Ok(()) => {
             println!("wrote {}", out.display());
@@ -123,7 +140,10 @@ fn hash_secret() -> ExitCode {
     if let Err(e) = std::io::stdin().take(64 * 1024).read_to_string(&mut input) {
         return usage_error(format!("cannot read stdin: {e}"));
     }
-    let secret = input.strip_suffix('\n').map(|s| s.strip_suffix('\r').unwrap_or(s)).unwrap_or(&input);
+    let secret = input
+        .strip_suffix('\n')
+        .map(|s| s.strip_suffix('\r').unwrap_or(s))
+        .unwrap_or(&input);
     if secret.is_empty() {
         return usage_error("no secret on stdin");
     }

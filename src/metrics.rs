@@ -7,20 +7,50 @@ use std::fmt::Write;
 /// Every metric tollgate exports: name, type, help.
 const FAMILIES: &[(&str, &str, &str)] = &[
     ("tollgate_requests_total", "counter", "Requests by route and outcome."),
-    ("tollgate_denials_total", "counter", "Requests refused by the guard, by reason."),
-    ("tollgate_tokens_issued_total", "counter", "Tokens issued, by realm, client and grant."),
-    ("tollgate_token_errors_total", "counter", "Token endpoint errors, by realm and OAuth error code."),
-    ("tollgate_auth_throttled_total", "counter", "Client authentications refused with 429."),
-    ("tollgate_upstream_latency_seconds", "histogram", "Time from request to upstream response header, by route."),
+    (
+        "tollgate_denials_total",
+        "counter",
+        "Requests refused by the guard, by reason.",
+    ),
+    (
+        "tollgate_tokens_issued_total",
+        "counter",
+        "Tokens issued, by realm, client and grant.",
+    ),
+    (
+        "tollgate_token_errors_total",
+        "counter",
+        "Token endpoint errors, by realm and OAuth error code.",
+    ),
+    (
+        "tollgate_auth_throttled_total",
+        "counter",
+        "Client authentications refused with 429.",
+    ),
+    (
+        "tollgate_upstream_latency_seconds",
+        "histogram",
+        "Time from request to upstream response header, by route.",
+    ),
     ("tollgate_config_reloads_total", "counter", "Successful config reloads."),
-    ("tollgate_config_reload_failures_total", "counter", "Config reloads refused (the previous config kept serving)."),
-    ("tollgate_config_last_reload_success_timestamp_seconds", "gauge", "When the live config was loaded."),
+    (
+        "tollgate_config_reload_failures_total",
+        "counter",
+        "Config reloads refused (the previous config kept serving).",
+    ),
+    (
+        "tollgate_config_last_reload_success_timestamp_seconds",
+        "gauge",
+        "When the live config was loaded.",
+    ),
     ("tollgate_config_info", "gauge", "The live config, by its SHA-256 hash."),
     ("tollgate_token_cache_entries", "gauge", "Verified tokens cached."),
     ("tollgate_revoked_tokens", "gauge", "Revoked token ids remembered."),
 ];
 
-const BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
 #[derive(Default)]
 struct Histogram {
@@ -97,7 +127,13 @@ impl Metrics {
         let mut out = String::with_capacity(4096);
         for (name, kind, help) in FAMILIES {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            let series = |l: &str| if l.is_empty() { String::new() } else { format!("{{{l}}}") };
+            let series = |l: &str| {
+                if l.is_empty() {
+                    String::new()
+                } else {
+                    format!("{{{l}}}")
+                }
+            };
             match *kind {
                 "counter" => {
                     let mut any = false;
@@ -144,7 +180,10 @@ mod tests {
         m.inc("tollgate_tokens_issued_total", &[("realm", "demo"), ("client", "a\"b")]);
         m.observe("tollgate_upstream_latency_seconds", &[("route", "/api")], 0.003);
         let text = m.render();
-        assert!(text.contains("tollgate_tokens_issued_total{realm=\"demo\",client=\"a\\\"b\"} 1"), "{text}");
+        assert!(
+            text.contains("tollgate_tokens_issued_total{realm=\"demo\",client=\"a\\\"b\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("tollgate_upstream_latency_seconds_bucket{route=\"/api\",le=\"0.005\"} 1"));
         assert!(text.contains("tollgate_upstream_latency_seconds_bucket{route=\"/api\",le=\"0.0025\"} 0"));
         assert!(text.contains("tollgate_config_reload_failures_total 0"));

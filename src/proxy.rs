@@ -54,13 +54,19 @@ impl Drop for Ctx {
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 
 fn header_bytes(req: &RequestHeader) -> usize {
-    req.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>() + req.uri.to_string().len()
+    req.headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum::<usize>()
+        + req.uri.to_string().len()
 }
 
 impl Tollgate {
     async fn deny(&self, session: &mut Session, ctx: &mut Ctx, denied: Denied) -> Result<bool> {
         ctx.outcome = denied.reason();
-        self.state.metrics.inc("tollgate_denials_total", &[("reason", denied.reason())]);
+        self.state
+            .metrics
+            .inc("tollgate_denials_total", &[("reason", denied.reason())]);
         respond(session, &denied.reply()).await
     }
 }
@@ -104,7 +110,11 @@ impl ProxyHttp for Tollgate {
             Err(e) => return self.deny(session, ctx, Denied::BadPath(e.describe())).await,
         };
         if let Some(local) = issuer::match_path(&ctx.path) {
-            let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string()).unwrap_or_default();
+            let peer = session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip().to_string())
+                .unwrap_or_default();
             let (reply, err) = issuer::serve(&self.state, &snap, session, &local, &peer).await;
             ctx.outcome = match err {
                 None => local.endpoint.label(),
@@ -112,11 +122,19 @@ impl ProxyHttp for Tollgate {
             };
             return respond(session, &reply).await;
         }
-        let authorization = session.req_header().headers.get(http::header::AUTHORIZATION).map(|v| v.as_bytes());
+        let authorization = session
+            .req_header()
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .map(|v| v.as_bytes());
         let method = session.req_header().method.clone();
         match guard::check(&self.state, &snap, &method, &ctx.path, authorization, http_util::now()) {
             Ok(allowed) => {
-                ctx.outcome = if allowed.identity.is_some() { "allowed" } else { "public" };
+                ctx.outcome = if allowed.identity.is_some() {
+                    "allowed"
+                } else {
+                    "public"
+                };
                 ctx.client_id = allowed.identity.as_ref().map(|i| i.client_id.clone());
                 ctx.allowed = Some(allowed);
                 Ok(false)
@@ -140,17 +158,28 @@ impl ProxyHttp for Tollgate {
         Ok(Box::new(peer))
     }
 
-    async fn upstream_request_filter(&self, session: &mut Session, up: &mut RequestHeader, ctx: &mut Ctx) -> Result<()> {
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        up: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
         let Some(allowed) = &ctx.allowed else { return Ok(()) };
         // The upstream gets exactly the path that was authorised.
         let target = match session.req_header().uri.query() {
             Some(q) => format!("{}?{q}", ctx.path),
             None => ctx.path.clone(),
         };
-        let uri = target.parse::<http::Uri>().map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "bad target"))?;
+        let uri = target
+            .parse::<http::Uri>()
+            .map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "bad target"))?;
         up.set_uri(uri);
-        let spoofed: Vec<http::HeaderName> =
-            up.headers.keys().filter(|k| k.as_str().starts_with("x-auth-")).cloned().collect();
+        let spoofed: Vec<http::HeaderName> = up
+            .headers
+            .keys()
+            .filter(|k| k.as_str().starts_with("x-auth-"))
+            .cloned()
+            .collect();
         for name in spoofed {
             up.remove_header(&name);
         }
@@ -175,7 +204,9 @@ impl ProxyHttp for Tollgate {
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         use ErrorType::*;
         let (code, error, description) = match e.etype() {
-            ConnectTimedout | ReadTimedout | WriteTimedout => (504, "upstream_timeout", "the upstream did not answer in time"),
+            ConnectTimedout | ReadTimedout | WriteTimedout => {
+                (504, "upstream_timeout", "the upstream did not answer in time")
+            }
             HTTPStatus(c) => (*c, "proxy_error", "request failed"),
             _ => match e.esource() {
                 ErrorSource::Upstream => (502, "bad_gateway", "the upstream is unreachable or failed"),
@@ -197,7 +228,10 @@ impl ProxyHttp for Tollgate {
             session.set_keepalive(None);
             let _ = http_util::send(session, &reply).await;
         }
-        FailToProxy { error_code: code, can_reuse_downstream: false }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {

@@ -52,7 +52,10 @@ pub enum ClientSecret {
     Plain(Secret),
     /// argon2id PHC string, plus the digest of the last presented secret that verified, so a
     /// busy client pays argon2's price once per config generation, not once per token.
-    Argon2 { phc: String, verified: RwLock<Option<[u8; 32]>> },
+    Argon2 {
+        phc: String,
+        verified: RwLock<Option<[u8; 32]>>,
+    },
 }
 
 impl fmt::Debug for ClientSecret {
@@ -68,8 +71,14 @@ impl ClientSecret {
     /// Parse a config value: a `$argon2...` PHC string, or plaintext.
     pub fn parse(value: &str) -> Result<Self, String> {
         if value.starts_with("$argon2") {
-            PasswordHash::new(value).map_err(|e| format!("not a valid argon2 PHC string: {e}"))?;
-            Ok(ClientSecret::Argon2 { phc: value.to_string(), verified: RwLock::new(None) })
+            let hash = PasswordHash::new(value).map_err(|e| format!("not a valid argon2 PHC string: {e}"))?;
+            if hash.salt.is_none() || hash.hash.is_none() || argon2::Params::try_from(&hash).is_err() {
+                return Err("not a complete argon2 PHC string (algorithm, parameters, salt, hash)".into());
+            }
+            Ok(ClientSecret::Argon2 {
+                phc: value.to_string(),
+                verified: RwLock::new(None),
+            })
         } else if value.is_empty() {
             Err("empty secret".into())
         } else {

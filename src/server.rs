@@ -33,9 +33,24 @@ fn concrete(addr: SocketAddr) -> std::io::Result<SocketAddr> {
 pub fn run(config_path: &Path) -> Result<(), String> {
     let first = config::load(config_path, LoadOptions::default()).map_err(|e| e.to_string())?;
     crate::logging::init(first.server.log_format_json);
-    let listen = first.server.listen.map(concrete).transpose().map_err(|e| format!("server.listen: {e}"))?;
-    let tls_listen = first.server.tls_listen.map(concrete).transpose().map_err(|e| format!("server.tls_listen: {e}"))?;
-    let admin = first.server.admin_listen.map(concrete).transpose().map_err(|e| format!("server.admin_listen: {e}"))?;
+    let listen = first
+        .server
+        .listen
+        .map(concrete)
+        .transpose()
+        .map_err(|e| format!("server.listen: {e}"))?;
+    let tls_listen = first
+        .server
+        .tls_listen
+        .map(concrete)
+        .transpose()
+        .map_err(|e| format!("server.tls_listen: {e}"))?;
+    let admin = first
+        .server
+        .admin_listen
+        .map(concrete)
+        .transpose()
+        .map_err(|e| format!("server.admin_listen: {e}"))?;
     let port = listen.or(tls_listen).map(|a| a.port());
     // Load again with the concrete port so default issuers name it.
     let snap: Snapshot = config::load(config_path, LoadOptions { listen_port: port }).map_err(|e| e.to_string())?;
@@ -45,16 +60,27 @@ pub fn run(config_path: &Path) -> Result<(), String> {
     let settings = snap.server.clone();
     let state = State::new(snap, config_path.to_path_buf(), port);
 
-    let mut conf = ServerConf::default();
-    conf.threads = settings.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
-    conf.grace_period_seconds = Some(DRAIN_LIMIT.as_secs());
-    conf.graceful_shutdown_timeout_seconds = Some(1);
-    conf.upstream_keepalive_pool_size = 512;
-    conf.ca_file = settings.upstream_ca_file.as_ref().map(|p| p.to_string_lossy().into_owned());
+    let conf = ServerConf {
+        threads: settings
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)),
+        grace_period_seconds: Some(DRAIN_LIMIT.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(1),
+        upstream_keepalive_pool_size: 512,
+        ca_file: settings
+            .upstream_ca_file
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned()),
+        ..ServerConf::default()
+    };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, Tollgate { state: state.clone() }, "tollgate");
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Tollgate { state: state.clone() },
+        "tollgate",
+    );
     if let Some(app) = proxy.app_logic_mut() {
         let mut opts = HttpServerOptions::default();
         opts.h2c = true;
@@ -65,8 +91,16 @@ pub fn run(config_path: &Path) -> Result<(), String> {
         proxy.add_tcp(&a.to_string());
     }
     if let Some(a) = tls_listen {
-        let cert = settings.tls_cert.as_ref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
-        let key = settings.tls_key.as_ref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+        let cert = settings
+            .tls_cert
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let key = settings
+            .tls_key
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let mut tls = TlsSettings::intermediate(&cert, &key).map_err(|e| format!("server.tls_cert/tls_key: {e}"))?;
         tls.enable_h2();
         proxy.add_tls_with_settings(&a.to_string(), None, tls);
@@ -82,7 +116,12 @@ pub fn run(config_path: &Path) -> Result<(), String> {
 
     let show = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_else(|| "-".into());
     // A stable line that scripts and tests read to learn the ports.
-    println!("tollgate listening http={} tls={} admin={}", show(listen), show(tls_listen), show(admin));
+    println!(
+        "tollgate listening http={} tls={} admin={}",
+        show(listen),
+        show(tls_listen),
+        show(admin)
+    );
     tracing::info!(http = %show(listen), tls = %show(tls_listen), admin = %show(admin), config_hash = %state.config.load().hash, "tollgate starting");
     server.run_forever();
 }

@@ -11,11 +11,18 @@ pub trait Store: Send + Sync {
     /// Remember that the token `jti` is revoked until `exp` (Unix seconds).
     fn revoke(&self, jti: &str, exp: u64, now: u64);
     fn is_revoked(&self, jti: &str) -> bool;
-    /// Record `id` as used until `exp`. `Ok(true)` the first time, `Ok(false)` on replay,
-    /// `Err(())` when the table is full of live entries (fail closed).
-    fn use_once(&self, id: &str, exp: u64, now: u64) -> Result<bool, ()>;
+    /// Record `id` as used until `exp`.
+    fn use_once(&self, id: &str, exp: u64, now: u64) -> Use;
     /// Entries held, for metrics: (revoked, used assertion ids).
     fn sizes(&self) -> (usize, usize);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Use {
+    First,
+    Replay,
+    /// The table is full of live entries: refuse (fail closed).
+    Full,
 }
 
 /// Bound of each in-memory table.
@@ -51,21 +58,21 @@ impl Store for MemoryStore {
         !m.is_empty() && m.contains_key(jti)
     }
 
-    fn use_once(&self, id: &str, exp: u64, now: u64) -> Result<bool, ()> {
+    fn use_once(&self, id: &str, exp: u64, now: u64) -> Use {
         let mut m = self.used.lock();
         if let Some(e) = m.get(id) {
             if *e >= now {
-                return Ok(false);
+                return Use::Replay;
             }
         }
         if m.len() >= MAX_ENTRIES {
             purge(&mut m, now);
             if m.len() >= MAX_ENTRIES {
-                return Err(());
+                return Use::Full;
             }
         }
         m.insert(id.into(), exp);
-        Ok(true)
+        Use::First
     }
 
     fn sizes(&self) -> (usize, usize) {
@@ -80,9 +87,9 @@ mod tests {
     #[test]
     fn use_once_refuses_replay_until_expiry() {
         let s = MemoryStore::default();
-        assert_eq!(s.use_once("a", 100, 50), Ok(true));
-        assert_eq!(s.use_once("a", 100, 60), Ok(false));
-        assert_eq!(s.use_once("a", 200, 101), Ok(true), "expired entries may be reused");
+        assert_eq!(s.use_once("a", 100, 50), Use::First);
+        assert_eq!(s.use_once("a", 100, 60), Use::Replay);
+        assert_eq!(s.use_once("a", 200, 101), Use::First, "expired entries may be reused");
     }
 
     #[test]

@@ -45,7 +45,10 @@ fn keycloak_documented_request_gets_a_token() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["cache-control"], "no-store");
     assert_eq!(r.headers()["pragma"], "no-cache");
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
     let v: Value = r.json().unwrap();
     assert!(v["access_token"].as_str().unwrap().split('.').count() == 3);
     assert_eq!(v["expires_in"], 300);
@@ -60,7 +63,12 @@ fn keycloak_documented_request_gets_a_token() {
 fn token_verifies_through_the_jwks_and_carries_keycloak_claims() {
     let (tg, _up) = start();
     let token = tg.token("product-sa-client", "password");
-    let jwks: JwkSet = client().get(tg.url("/realms/demo/protocol/openid-connect/certs")).send().unwrap().json().unwrap();
+    let jwks: JwkSet = client()
+        .get(tg.url("/realms/demo/protocol/openid-connect/certs"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     let header = jsonwebtoken::decode_header(&token).unwrap();
     assert_eq!(header.typ.as_deref(), Some("JWT"));
     assert_eq!(header.kid.as_deref(), Some("demo-rs256"));
@@ -97,10 +105,18 @@ fn token_verifies_through_the_jwks_and_carries_keycloak_claims() {
 #[test]
 fn client_secret_post_and_the_short_path_work() {
     let (tg, _up) = start();
-    for path in ["/token", "/realms/demo/protocol/openid-connect/token", "/auth/realms/demo/protocol/openid-connect/token"] {
+    for path in [
+        "/token",
+        "/realms/demo/protocol/openid-connect/token",
+        "/auth/realms/demo/protocol/openid-connect/token",
+    ] {
         let r = client()
             .post(tg.url(path))
-            .form(&[("grant_type", "client_credentials"), ("client_id", "product-sa-client"), ("client_secret", "password")])
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", "product-sa-client"),
+                ("client_secret", "password"),
+            ])
             .send()
             .unwrap();
         assert_eq!(r.status(), 200, "{path}");
@@ -112,7 +128,10 @@ fn scope_mappings_limit_roles_without_full_scope() {
     let (tg, _up) = start();
     let c = claims_of(&tg.token("writer", "writer-secret"));
     assert_eq!(c["realm_access"]["roles"], serde_json::json!(["writer"]));
-    assert_eq!(c["resource_access"]["orders-api"]["roles"], serde_json::json!(["write"]));
+    assert_eq!(
+        c["resource_access"]["orders-api"]["roles"],
+        serde_json::json!(["write"])
+    );
     assert_eq!(c["aud"], "orders-api");
 }
 
@@ -129,7 +148,10 @@ fn optional_scopes_are_granted_only_when_asked_and_unknown_scopes_refused() {
     };
     let v: Value = ask("orders").json().unwrap();
     assert_eq!(v["scope"], "profile email orders");
-    assert_eq!(claims_of(v["access_token"].as_str().unwrap())["scope"], "profile email orders");
+    assert_eq!(
+        claims_of(v["access_token"].as_str().unwrap())["scope"],
+        "profile email orders"
+    );
     let v = assert_oauth_error(ask("orders admin-everything"), 400, "invalid_scope");
     assert!(v["error_description"].as_str().unwrap().contains("admin-everything"));
 }
@@ -137,39 +159,73 @@ fn optional_scopes_are_granted_only_when_asked_and_unknown_scopes_refused() {
 #[test]
 fn bad_client_credentials_are_401_invalid_client_with_basic_challenge() {
     let (tg, _up) = start();
-    for (id, secret) in [("product-sa-client", "wrong-secret"), ("no-such-client", "password"), ("disabled", "disabled-secret")] {
-        let r = client().post(token_url(&tg)).basic_auth(id, Some(secret)).form(&[("grant_type", "client_credentials")]).send().unwrap();
+    for (id, secret) in [
+        ("product-sa-client", "wrong-secret"),
+        ("no-such-client", "password"),
+        ("disabled", "disabled-secret"),
+    ] {
+        let r = client()
+            .post(token_url(&tg))
+            .basic_auth(id, Some(secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .unwrap();
         assert_eq!(r.headers()["www-authenticate"], "Basic realm=\"demo\"", "{id}");
         assert_oauth_error(r, 401, "invalid_client");
     }
     // client_secret_post: 401 too, without a Basic challenge.
     let r = client()
         .post(token_url(&tg))
-        .form(&[("grant_type", "client_credentials"), ("client_id", "product-sa-client"), ("client_secret", "wrong-secret")])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "product-sa-client"),
+            ("client_secret", "wrong-secret"),
+        ])
         .send()
         .unwrap();
     assert!(r.headers().get("www-authenticate").is_none());
     assert_oauth_error(r, 401, "invalid_client");
     // No credentials at all.
-    let r = client().post(token_url(&tg)).form(&[("grant_type", "client_credentials")]).send().unwrap();
+    let r = client()
+        .post(token_url(&tg))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .unwrap();
     assert_oauth_error(r, 401, "invalid_client");
 }
 
 #[test]
 fn client_without_service_account_is_unauthorized_client() {
     let (tg, _up) = start();
-    let r = client().post(token_url(&tg)).basic_auth("no-sa", Some("no-sa-secret")).form(&[("grant_type", "client_credentials")]).send().unwrap();
+    let r = client()
+        .post(token_url(&tg))
+        .basic_auth("no-sa", Some("no-sa-secret"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .unwrap();
     assert_oauth_error(r, 400, "unauthorized_client");
 }
 
 #[test]
 fn malformed_requests_are_invalid_request() {
     let (tg, _up) = start();
-    let basic = || client().post(token_url(&tg)).basic_auth("product-sa-client", Some("password"));
+    let basic = || {
+        client()
+            .post(token_url(&tg))
+            .basic_auth("product-sa-client", Some("password"))
+    };
     // Other grant.
-    assert_oauth_error(basic().form(&[("grant_type", "authorization_code")]).send().unwrap(), 400, "unsupported_grant_type");
+    assert_oauth_error(
+        basic().form(&[("grant_type", "authorization_code")]).send().unwrap(),
+        400,
+        "unsupported_grant_type",
+    );
     // Missing grant_type.
-    assert_oauth_error(basic().form(&[("scope", "orders")]).send().unwrap(), 400, "invalid_request");
+    assert_oauth_error(
+        basic().form(&[("scope", "orders")]).send().unwrap(),
+        400,
+        "invalid_request",
+    );
     // Repeated parameter.
     let r = basic()
         .header("content-type", "application/x-www-form-urlencoded")
@@ -179,15 +235,27 @@ fn malformed_requests_are_invalid_request() {
     assert_oauth_error(r, 400, "invalid_request");
     // Two authentication methods.
     let r = basic()
-        .form(&[("grant_type", "client_credentials"), ("client_id", "product-sa-client"), ("client_secret", "password")])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "product-sa-client"),
+            ("client_secret", "password"),
+        ])
         .send()
         .unwrap();
     assert_oauth_error(r, 400, "invalid_request");
     // JSON body.
-    let r = basic().header("content-type", "application/json").body(r#"{"grant_type":"client_credentials"}"#).send().unwrap();
+    let r = basic()
+        .header("content-type", "application/json")
+        .body(r#"{"grant_type":"client_credentials"}"#)
+        .send()
+        .unwrap();
     assert_oauth_error(r, 400, "invalid_request");
     // Bad percent-encoding.
-    let r = basic().header("content-type", "application/x-www-form-urlencoded").body("grant_type=client%ZZcredentials").send().unwrap();
+    let r = basic()
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client%ZZcredentials")
+        .send()
+        .unwrap();
     assert_oauth_error(r, 400, "invalid_request");
 }
 
@@ -209,16 +277,35 @@ fn get_on_the_token_endpoint_is_405_and_unknown_realm_404() {
 #[test]
 fn discovery_document_names_the_endpoints() {
     let (tg, _up) = start();
-    let d: Value = client().get(tg.url("/realms/demo/.well-known/openid-configuration")).send().unwrap().json().unwrap();
+    let d: Value = client()
+        .get(tg.url("/realms/demo/.well-known/openid-configuration"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     let issuer = format!("http://localhost:{}/realms/demo", tg.http.port());
     assert_eq!(d["issuer"], issuer);
     assert_eq!(d["token_endpoint"], format!("{issuer}/protocol/openid-connect/token"));
     assert_eq!(d["jwks_uri"], format!("{issuer}/protocol/openid-connect/certs"));
-    assert_eq!(d["introspection_endpoint"], format!("{issuer}/protocol/openid-connect/token/introspect"));
-    assert_eq!(d["revocation_endpoint"], format!("{issuer}/protocol/openid-connect/revoke"));
-    assert!(d["grant_types_supported"].as_array().unwrap().contains(&"client_credentials".into()));
+    assert_eq!(
+        d["introspection_endpoint"],
+        format!("{issuer}/protocol/openid-connect/token/introspect")
+    );
+    assert_eq!(
+        d["revocation_endpoint"],
+        format!("{issuer}/protocol/openid-connect/revoke")
+    );
+    assert!(d["grant_types_supported"]
+        .as_array()
+        .unwrap()
+        .contains(&"client_credentials".into()));
     let methods = d["token_endpoint_auth_methods_supported"].as_array().unwrap();
-    for m in ["client_secret_basic", "client_secret_post", "private_key_jwt", "client_secret_jwt"] {
+    for m in [
+        "client_secret_basic",
+        "client_secret_post",
+        "private_key_jwt",
+        "client_secret_jwt",
+    ] {
         assert!(methods.contains(&m.into()), "{m}");
     }
 }
@@ -234,13 +321,22 @@ fn es256_and_eddsa_realms_issue_tokens_that_verify() {
         let tg = Tollgate::start(&config, up.addr);
         let token = tg.token("product-sa-client", "password");
         assert_eq!(header_of(&token)["alg"], alg);
-        let jwks: JwkSet = client().get(tg.url("/realms/demo/protocol/openid-connect/certs")).send().unwrap().json().unwrap();
+        let jwks: JwkSet = client()
+            .get(tg.url("/realms/demo/protocol/openid-connect/certs"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
         let key = DecodingKey::from_jwk(jwks.find(&format!("k-{alg}")).unwrap()).unwrap();
         let mut v = Validation::new(jsonwebtoken::decode_header(&token).unwrap().alg);
         v.set_audience(&["orders-api"]);
         jsonwebtoken::decode::<Value>(&token, &key, &v).unwrap();
         // And the guard accepts it.
-        let r = client().get(tg.url("/api/orders/1")).bearer_auth(&token).send().unwrap();
+        let r = client()
+            .get(tg.url("/api/orders/1"))
+            .bearer_auth(&token)
+            .send()
+            .unwrap();
         assert_eq!(r.status(), 200, "{alg}");
     }
 }
@@ -249,8 +345,20 @@ fn es256_and_eddsa_realms_issue_tokens_that_verify() {
 fn metrics_count_tokens_and_errors() {
     let (tg, _up) = start();
     tg.token("product-sa-client", "password");
-    let _ = client().post(token_url(&tg)).basic_auth("product-sa-client", Some("wrong-secret")).form(&[("grant_type", "client_credentials")]).send();
+    let _ = client()
+        .post(token_url(&tg))
+        .basic_auth("product-sa-client", Some("wrong-secret"))
+        .form(&[("grant_type", "client_credentials")])
+        .send();
     let m = tg.metrics();
-    assert!(m.contains(r#"tollgate_tokens_issued_total{realm="demo",client="product-sa-client",grant="client_credentials"} 1"#), "{m}");
-    assert!(m.contains(r#"tollgate_token_errors_total{realm="demo",endpoint="token",error="invalid_client"} 1"#), "{m}");
+    assert!(
+        m.contains(
+            r#"tollgate_tokens_issued_total{realm="demo",client="product-sa-client",grant="client_credentials"} 1"#
+        ),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"tollgate_token_errors_total{realm="demo",endpoint="token",error="invalid_client"} 1"#),
+        "{m}"
+    );
 }

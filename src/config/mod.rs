@@ -125,7 +125,10 @@ impl Checker<'_> {
                     default
                 }
                 Err(e) => {
-                    self.problem(key, format!("{v:?} is not a duration ({e}); use e.g. \"300s\" or \"5m\""));
+                    self.problem(
+                        key,
+                        format!("{v:?} is not a duration ({e}); use e.g. \"300s\" or \"5m\""),
+                    );
                     default
                 }
             },
@@ -155,7 +158,11 @@ impl Checker<'_> {
 pub fn load(path: &Path, opts: LoadOptions) -> Result<Snapshot, ConfigError> {
     use sha2::Digest;
     let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigError(vec![Problem { file: path.to_path_buf(), key: String::new(), reason: format!("cannot read: {e}") }])
+        ConfigError(vec![Problem {
+            file: path.to_path_buf(),
+            key: String::new(),
+            reason: format!("cannot read: {e}"),
+        }])
     })?;
     let mut hasher = sha2::Sha256::new();
     hasher.update(text.as_bytes());
@@ -225,8 +232,15 @@ fn validate(f: FileConfig, c: &mut Checker, opts: LoadOptions) -> Result<Snapsho
             false
         }
     };
-    let upstream_ca_file = s.upstream_ca_file.as_ref().and_then(|p| c.read_file("server.upstream_ca_file", p).map(|(p, _)| p));
-    let client_timeout = c.duration("server.client_timeout", s.client_timeout.as_deref(), Duration::from_secs(10));
+    let upstream_ca_file = s
+        .upstream_ca_file
+        .as_ref()
+        .and_then(|p| c.read_file("server.upstream_ca_file", p).map(|(p, _)| p));
+    let client_timeout = c.duration(
+        "server.client_timeout",
+        s.client_timeout.as_deref(),
+        Duration::from_secs(10),
+    );
     let max_form_body = s.max_form_body.unwrap_or(64 * 1024);
     if max_form_body == 0 {
         c.problem("server.max_form_body", "must be greater than zero");

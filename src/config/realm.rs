@@ -63,27 +63,44 @@ pub(super) fn build(c: &mut Checker, name: &str, rf: &RealmFile, default_issuer:
     let at = |k: &str| format!("realms.{name}.{k}");
     let before = c.problems.len();
     if name.is_empty() || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch)) {
-        c.problem(format!("realms.{name}"), "realm names may hold letters, digits, '-', '_' and '.'");
+        c.problem(
+            format!("realms.{name}"),
+            "realm names may hold letters, digits, '-', '_' and '.'",
+        );
     }
     let issuer = rf.issuer.clone().unwrap_or(default_issuer);
     if !(issuer.starts_with("http://") || issuer.starts_with("https://")) {
         c.problem(at("issuer"), "must be an http:// or https:// URL");
     }
     let issuer = issuer.trim_end_matches('/').to_string();
-    let access = c.duration(&at("access_token_lifespan"), rf.access_token_lifespan.as_deref(), Duration::from_secs(300));
-    let refresh = c.duration(&at("refresh_token_lifespan"), rf.refresh_token_lifespan.as_deref(), Duration::from_secs(1800));
+    let access = c.duration(
+        &at("access_token_lifespan"),
+        rf.access_token_lifespan.as_deref(),
+        Duration::from_secs(300),
+    );
+    let refresh = c.duration(
+        &at("refresh_token_lifespan"),
+        rf.refresh_token_lifespan.as_deref(),
+        Duration::from_secs(1800),
+    );
     let leeway = match rf.leeway.as_deref() {
         Some("0") | Some("0s") => Duration::ZERO,
         other => c.duration(&at("leeway"), other, Duration::from_secs(30)),
     };
     if leeway > Duration::from_secs(600) {
-        c.problem(at("leeway"), "more than 10m of clock skew would keep expired tokens alive");
+        c.problem(
+            at("leeway"),
+            "more than 10m of clock skew would keep expired tokens alive",
+        );
     }
 
     let mut roles = HashSet::new();
     for r in &rf.roles {
         if r.is_empty() || r.contains(':') || r.contains(',') {
-            c.problem(at("roles"), format!("{r:?}: a realm role name may not be empty or hold ':' or ','"));
+            c.problem(
+                at("roles"),
+                format!("{r:?}: a realm role name may not be empty or hold ':' or ','"),
+            );
         } else if !roles.insert(r.clone()) {
             c.problem(at("roles"), format!("{r:?} is listed twice"));
         }
@@ -93,6 +110,7 @@ pub(super) fn build(c: &mut Checker, name: &str, rf: &RealmFile, default_issuer:
     let mut signer = None;
     let mut keys = HashMap::new();
     let mut kids = Vec::new();
+    let mut seen_kids = HashSet::new();
     if rf.signing_keys.is_empty() {
         c.problem(at("signing_keys"), "at least one signing key is required");
     }
@@ -101,15 +119,23 @@ pub(super) fn build(c: &mut Checker, name: &str, rf: &RealmFile, default_issuer:
         if kf.kid.is_empty() {
             c.problem(format!("{key}.kid"), "must not be empty");
         }
-        if keys.contains_key(&kf.kid) {
+        if !seen_kids.insert(kf.kid.as_str()) {
             c.problem(format!("{key}.kid"), format!("kid {:?} is used twice", kf.kid));
             continue;
         }
         let Some(alg) = keys::parse_alg(&kf.alg) else {
-            c.problem(format!("{key}.alg"), format!("{:?} is not one of RS256, RS384, RS512, PS256, ES256, ES384, EdDSA", kf.alg));
+            c.problem(
+                format!("{key}.alg"),
+                format!(
+                    "{:?} is not one of RS256, RS384, RS512, PS256, ES256, ES384, EdDSA",
+                    kf.alg
+                ),
+            );
             continue;
         };
-        let Some((full, bytes)) = c.read_file(&format!("{key}.private_key"), &kf.private_key) else { continue };
+        let Some((full, bytes)) = c.read_file(&format!("{key}.private_key"), &kf.private_key) else {
+            continue;
+        };
         match SigningKey::from_pem(&kf.kid, alg, &bytes) {
             Ok(k) => {
                 let k = Arc::new(k);
@@ -122,7 +148,12 @@ pub(super) fn build(c: &mut Checker, name: &str, rf: &RealmFile, default_issuer:
             Err(reason) => c.problem(format!("{key}.private_key"), format!("{}: {reason}", full.display())),
         }
     }
-    let jwks: Vec<_> = rf.signing_keys.iter().filter_map(|k| keys.get(&k.kid)).map(|k| k.jwk.clone()).collect();
+    let jwks: Vec<_> = rf
+        .signing_keys
+        .iter()
+        .filter_map(|k| keys.get(&k.kid))
+        .map(|k| k.jwk.clone())
+        .collect();
     let jwks_json = bytes::Bytes::from(serde_json::json!({ "keys": jwks }).to_string());
 
     let declared = |role: &str| -> Result<Option<String>, String> {
@@ -151,7 +182,9 @@ pub(super) fn build(c: &mut Checker, name: &str, rf: &RealmFile, default_issuer:
         return None;
     }
     let signer = signer?;
-    let keys_id = hex::encode(crate::secret::sha256(&kids.iter().map(|k| k.as_bytes()).collect::<Vec<_>>()));
+    let keys_id = hex::encode(crate::secret::sha256(
+        &kids.iter().map(|k| k.as_bytes()).collect::<Vec<_>>(),
+    ));
     Some(Realm {
         cache_tag: format!("{keys_id}|{issuer}").into(),
         name: name.to_string(),
@@ -208,7 +241,10 @@ fn build_client(
                     None
                 }
                 Err(e) => {
-                    c.problem(format!("{key}.jwks"), format!("{}: not a JWKS document: {e}", full.display()));
+                    c.problem(
+                        format!("{key}.jwks"),
+                        format!("{}: not a JWKS document: {e}", full.display()),
+                    );
                     None
                 }
             },
@@ -241,18 +277,33 @@ fn build_client(
     for r in granted {
         match r.split_once(':') {
             None => realm_roles.push(r.clone()),
-            Some((client, role)) => resource_access.entry(client.to_string()).or_default().push(role.to_string()),
+            Some((client, role)) => resource_access
+                .entry(client.to_string())
+                .or_default()
+                .push(role.to_string()),
         }
     }
-    let default_scopes = cf.default_scopes.clone().unwrap_or_else(|| vec!["profile".into(), "email".into()]);
+    let default_scopes = cf
+        .default_scopes
+        .clone()
+        .unwrap_or_else(|| vec!["profile".into(), "email".into()]);
     for s in default_scopes.iter().chain(&cf.optional_scopes) {
-        if s.is_empty() || s.chars().any(|ch| ch == ' ' || ch == '"' || ch == '\\' || !(' '..='~').contains(&ch)) {
-            c.problem(format!("{key}.default_scopes"), format!("{s:?} is not a valid scope token (RFC 6749 §3.3)"));
+        if s.is_empty()
+            || s.chars()
+                .any(|ch| ch == ' ' || ch == '"' || ch == '\\' || !(' '..='~').contains(&ch))
+        {
+            c.problem(
+                format!("{key}.default_scopes"),
+                format!("{s:?} is not a valid scope token (RFC 6749 §3.3)"),
+            );
         }
     }
     let audience = match &cf.audience {
         Some(list) if list.is_empty() => {
-            c.problem(format!("{key}.audience"), "must not be empty; leave it out for the default");
+            c.problem(
+                format!("{key}.audience"),
+                "must not be empty; leave it out for the default",
+            );
             Vec::new()
         }
         Some(list) => list.clone(),
@@ -288,5 +339,12 @@ pub fn stable_uuid(parts: &[&[u8]]) -> String {
 
 pub fn format_uuid(b: &[u8]) -> String {
     let h = hex::encode(b);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }

@@ -24,7 +24,9 @@ pub enum Reloaded {
 
 /// Load the config again and install it if it is valid and different.
 pub fn reload(state: &State) -> Reloaded {
-    let opts = LoadOptions { listen_port: state.listen_port };
+    let opts = LoadOptions {
+        listen_port: state.listen_port,
+    };
     match config::load(&state.config_path, opts) {
         Ok(snap) => {
             if snap.hash == state.config.load().hash {
@@ -54,7 +56,10 @@ fn targets(files: &[PathBuf]) -> (BTreeSet<PathBuf>, BTreeSet<std::ffi::OsString
     let mut dirs = BTreeSet::new();
     let mut names = BTreeSet::new();
     for f in files {
-        let dir = f.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = f
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         dirs.insert(dir.to_path_buf());
         if let Some(n) = f.file_name() {
             names.insert(n.to_os_string());
@@ -133,7 +138,9 @@ pub async fn run(state: Arc<State>, mut shutdown: tokio::sync::watch::Receiver<b
             _ = shutdown.changed() => return,
         }
         let state2 = state.clone();
-        let outcome = tokio::task::spawn_blocking(move || reload(&state2)).await.unwrap_or(Reloaded::Rejected);
+        let outcome = tokio::task::spawn_blocking(move || reload(&state2))
+            .await
+            .unwrap_or(Reloaded::Rejected);
         if outcome == Reloaded::Applied {
             rewatch(&mut watcher, &state.config.load().files);
         }

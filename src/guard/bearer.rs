@@ -104,7 +104,10 @@ pub fn from_header(value: Option<&[u8]>) -> Option<Result<&str, &'static str>> {
     if token.len() > MAX_TOKEN {
         return Some(Err("token too large"));
     }
-    if !token.iter().all(|&b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b)) {
+    if !token
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b))
+    {
         return Some(Err("malformed token"));
     }
     // Checked to be ASCII above.

@@ -43,7 +43,13 @@ impl TokenCache {
                 }
             }
         }
-        map.insert(token.into(), Entry { checked_against, identity });
+        map.insert(
+            token.into(),
+            Entry {
+                checked_against,
+                identity,
+            },
+        );
     }
 
     pub fn remove_jti(&self, jti: &str) {

@@ -42,23 +42,34 @@ impl Denied {
             Denied::BadPath(why) => Reply::error(400, "invalid_request", why),
             Denied::NoRoute => Reply::error(404, "not_found", "no route for this path"),
             Denied::MethodNotAllowed(allow) => {
-                Reply::error(405, "method_not_allowed", "method not allowed on this route").header("allow", allow.clone())
+                Reply::error(405, "method_not_allowed", "method not allowed on this route")
+                    .header("allow", allow.clone())
             }
             Denied::NoToken { realm } => Reply::error(401, "unauthorized", "bearer token required")
                 .header("www-authenticate", format!("Bearer realm={}", quote(realm))),
             Denied::InvalidToken { realm, reason } => Reply::error(401, "invalid_token", reason).header(
                 "www-authenticate",
-                format!("Bearer realm={}, error=\"invalid_token\", error_description={}", quote(realm), quote(reason)),
+                format!(
+                    "Bearer realm={}, error=\"invalid_token\", error_description={}",
+                    quote(realm),
+                    quote(reason)
+                ),
             ),
-            Denied::InsufficientScope { realm, missing } => {
-                Reply::error(403, "insufficient_scope", &format!("token lacks the role(s) this route requires: {missing}"))
-                    .header("www-authenticate", format!("Bearer realm={}, error=\"insufficient_scope\"", quote(realm)))
-            }
+            Denied::InsufficientScope { realm, missing } => Reply::error(
+                403,
+                "insufficient_scope",
+                &format!("token lacks the role(s) this route requires: {missing}"),
+            )
+            .header(
+                "www-authenticate",
+                format!("Bearer realm={}, error=\"insufficient_scope\"", quote(realm)),
+            ),
         }
     }
 }
 
 /// Where an allowed request goes, and on whose behalf.
+#[derive(Debug)]
 pub struct Allowed {
     pub route: Arc<Route>,
     pub identity: Option<Arc<Identity>>,
@@ -75,20 +86,36 @@ pub fn check(
 ) -> Result<Allowed, Denied> {
     let route = snap.routes.find(path).ok_or(Denied::NoRoute)?;
     if !route.allows_method(method) {
-        let allow = route.methods.iter().flatten().map(|m| m.as_str()).collect::<Vec<_>>().join(", ");
+        let allow = route
+            .methods
+            .iter()
+            .flatten()
+            .map(|m| m.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
         return Err(Denied::MethodNotAllowed(allow));
     }
     if route.public {
-        return Ok(Allowed { route: route.clone(), identity: None });
+        return Ok(Allowed {
+            route: route.clone(),
+            identity: None,
+        });
     }
     let realm_name = &route.realm;
     let Some(realm) = snap.realm(realm_name) else {
         // Validation ties every route to a realm; refuse rather than trust a broken snapshot.
         return Err(Denied::NoRoute);
     };
-    let invalid = |reason| Denied::InvalidToken { realm: realm_name.clone(), reason };
+    let invalid = |reason| Denied::InvalidToken {
+        realm: realm_name.clone(),
+        reason,
+    };
     let token = match bearer::from_header(authorization) {
-        None => return Err(Denied::NoToken { realm: realm_name.clone() }),
+        None => {
+            return Err(Denied::NoToken {
+                realm: realm_name.clone(),
+            })
+        }
         Some(Err(reason)) => return Err(invalid(reason)),
         Some(Ok(t)) => t,
     };
@@ -105,7 +132,9 @@ pub fn check(
         }
         None => {
             let id = Arc::new(bearer::verify(realm, token, now, Expect::Access).map_err(invalid)?);
-            state.token_cache.insert(token, realm.cache_tag.clone(), id.clone(), now);
+            state
+                .token_cache
+                .insert(token, realm.cache_tag.clone(), id.clone(), now);
             id
         }
     };
@@ -117,9 +146,17 @@ pub fn check(
             return Err(invalid("wrong audience"));
         }
     }
-    let missing: Vec<&str> = route.roles.iter().filter(|r| !identity.has_role(r)).map(String::as_str).collect();
+    let missing: Vec<&str> = route
+        .roles
+        .iter()
+        .filter(|r| !identity.has_role(r))
+        .map(String::as_str)
+        .collect();
     if !missing.is_empty() {
-        return Err(Denied::InsufficientScope { realm: realm_name.clone(), missing: missing.join(", ") });
+        return Err(Denied::InsufficientScope {
+            realm: realm_name.clone(),
+            missing: missing.join(", "),
+        });
     }
     if !route.any_roles.is_empty() && !route.any_roles.iter().any(|r| identity.has_role(r)) {
         return Err(Denied::InsufficientScope {
@@ -127,5 +164,8 @@ pub fn check(
             missing: format!("one of {}", route.any_roles.join(", ")),
         });
     }
-    Ok(Allowed { route: route.clone(), identity: Some(identity) })
+    Ok(Allowed {
+        route: route.clone(),
+        identity: Some(identity),
+    })
 }

@@ -62,8 +62,10 @@ pub fn normalise(raw: &str) -> Result<String, PathError> {
         let b = raw[i];
         match b {
             b'%' => {
-                let (Some(h), Some(l)) = (raw.get(i + 1).and_then(|&x| hex(x)), raw.get(i + 2).and_then(|&x| hex(x)))
-                else {
+                let (Some(h), Some(l)) = (
+                    raw.get(i + 1).and_then(|&x| hex(x)),
+                    raw.get(i + 2).and_then(|&x| hex(x)),
+                ) else {
                     return Err(PathError::BadEscape);
                 };
                 let v = h << 4 | l;

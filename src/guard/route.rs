@@ -36,13 +36,29 @@ pub struct Route {
 }
 
 impl Route {
-    pub(crate) fn build(c: &mut Checker, key: &str, rf: &RouteFile, f: &FileConfig, default_realm: Option<&str>) -> Option<Route> {
+    pub(crate) fn build(
+        c: &mut Checker,
+        key: &str,
+        rf: &RouteFile,
+        f: &FileConfig,
+        default_realm: Option<&str>,
+    ) -> Option<Route> {
         let before = c.problems.len();
-        let trimmed = if rf.prefix.len() > 1 { rf.prefix.trim_end_matches('/') } else { rf.prefix.as_str() };
+        let trimmed = if rf.prefix.len() > 1 {
+            rf.prefix.trim_end_matches('/')
+        } else {
+            rf.prefix.as_str()
+        };
         let prefix = match crate::guard::path::normalise(trimmed) {
             Ok(p) if trimmed.starts_with('/') && p == trimmed => p,
             _ => {
-                c.problem(format!("{key}.prefix"), format!("{:?} must be a normalised absolute path like \"/api/orders\"", rf.prefix));
+                c.problem(
+                    format!("{key}.prefix"),
+                    format!(
+                        "{:?} must be a normalised absolute path like \"/api/orders\"",
+                        rf.prefix
+                    ),
+                );
                 String::new()
             }
         };
@@ -82,7 +98,10 @@ impl Route {
                         },
                     };
                     if !ok {
-                        c.problem(format!("{key}.{field}"), format!("{r:?} is not a role of realm {realm:?}"));
+                        c.problem(
+                            format!("{key}.{field}"),
+                            format!("{r:?} is not a role of realm {realm:?}"),
+                        );
                     }
                 }
             }
@@ -97,8 +116,16 @@ impl Route {
                 None
             }
         };
-        let connect_timeout = c.duration(&format!("{key}.connect_timeout"), rf.connect_timeout.as_deref(), Duration::from_secs(2));
-        let read_timeout = c.duration(&format!("{key}.read_timeout"), rf.read_timeout.as_deref(), Duration::from_secs(30));
+        let connect_timeout = c.duration(
+            &format!("{key}.connect_timeout"),
+            rf.connect_timeout.as_deref(),
+            Duration::from_secs(2),
+        );
+        let read_timeout = c.duration(
+            &format!("{key}.read_timeout"),
+            rf.read_timeout.as_deref(),
+            Duration::from_secs(30),
+        );
         if c.problems.len() > before {
             return None;
         }
@@ -153,7 +180,12 @@ fn resolve((authority, tls, sni): (String, bool, String)) -> Result<Upstream, St
         .map_err(|e| format!("cannot resolve {authority:?}: {e}"))?
         .next()
         .ok_or_else(|| format!("{authority:?} resolves to no address"))?;
-    Ok(Upstream { addr, authority, tls, sni })
+    Ok(Upstream {
+        addr,
+        authority,
+        tls,
+        sni,
+    })
 }
 
 /// Routes sorted longest prefix first.
@@ -164,8 +196,10 @@ pub struct RouteTable {
 
 impl RouteTable {
     pub fn new(mut routes: Vec<Route>) -> Self {
-        routes.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
-        RouteTable { routes: routes.into_iter().map(Arc::new).collect() }
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+        RouteTable {
+            routes: routes.into_iter().map(Arc::new).collect(),
+        }
     }
 
     /// The route with the longest prefix that `path` (already normalised) falls under.
@@ -208,7 +242,10 @@ mod tests {
         let u = parse_upstream("127.0.0.1:9000").and_then(resolve).unwrap();
         assert_eq!((u.addr.to_string().as_str(), u.tls), ("127.0.0.1:9000", false));
         let (authority, tls, sni) = parse_upstream("https://api.internal:8443").unwrap();
-        assert_eq!((authority.as_str(), tls, sni.as_str()), ("api.internal:8443", true, "api.internal"));
+        assert_eq!(
+            (authority.as_str(), tls, sni.as_str()),
+            ("api.internal:8443", true, "api.internal")
+        );
         assert!(parse_upstream("ftp://x:1").is_err());
         assert!(parse_upstream("nohost").is_err());
         assert!(parse_upstream("h:notaport").is_err());

@@ -89,7 +89,11 @@ pub fn access<'a>(i: &'a Issue<'a>, jti: &'a str, username: &'a str) -> AccessCl
         sid: i.sid,
         acr: "1",
         realm_access: (!c.realm_roles.is_empty()).then_some(RolesRef { roles: &c.realm_roles }),
-        resource_access: c.resource_access.iter().map(|(k, v)| (k.as_str(), RolesRef { roles: v })).collect(),
+        resource_access: c
+            .resource_access
+            .iter()
+            .map(|(k, v)| (k.as_str(), RolesRef { roles: v }))
+            .collect(),
         scope: i.scope,
         email_verified: i.scope.split(' ').any(|s| s == "email").then_some(false),
         clientHost: i.peer,
@@ -120,7 +124,10 @@ pub fn random_id() -> String {
     // aws-lc's DRBG only fails if the OS gives no entropy at all; the id then stays unique
     // enough through the timestamp mixed in below.
     if aws_lc_rs::rand::fill(&mut b).is_err() {
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         b = t.to_le_bytes();
     }
     b[6] = (b[6] & 0x0f) | 0x40;

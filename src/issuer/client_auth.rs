@@ -5,6 +5,7 @@ use super::form::{self, Form};
 use super::oauth_error::OAuthError;
 use crate::config::{Client, Realm};
 use crate::state::State;
+use crate::store::Use;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -41,14 +42,23 @@ pub fn authenticate<'r>(
 ) -> Result<&'r Client, OAuthError> {
     let p = presented(authorization, form)?;
     let basic_realm = (p.method == Method::Basic).then(|| realm.name.clone());
-    let fail = |description| OAuthError::InvalidClient { description, basic_realm: basic_realm.clone() };
+    let fail = |description| OAuthError::InvalidClient {
+        description,
+        basic_realm: basic_realm.clone(),
+    };
 
     let limit = state.config.load().server.auth_failures_per_minute;
     let client_key = format!("c\0{}\0{}", realm.name, p.client_id);
     let addr_key = format!("a\0{peer}");
     for key in [&client_key, &addr_key] {
-        if let Some(retry_after) = state.throttle.blocked(key, limit.saturating_mul(if key == &addr_key { 5 } else { 1 }), now) {
-            state.metrics.inc("tollgate_auth_throttled_total", &[("realm", &realm.name)]);
+        if let Some(retry_after) =
+            state
+                .throttle
+                .blocked(key, limit.saturating_mul(if key == &addr_key { 5 } else { 1 }), now)
+        {
+            state
+                .metrics
+                .inc("tollgate_auth_throttled_total", &[("realm", &realm.name)]);
             return Err(OAuthError::TooManyAttempts { retry_after });
         }
     }
@@ -75,22 +85,35 @@ fn presented(authorization: Option<&[u8]>, form: &Form) -> Result<Presented, OAu
     let post = form.has("client_secret");
     let jwt = form.has("client_assertion") || form.has("client_assertion_type");
     if [basic.is_some(), post, jwt].iter().filter(|x| **x).count() > 1 {
-        return Err(OAuthError::InvalidRequest("more than one client authentication method in one request".into()));
+        return Err(OAuthError::InvalidRequest(
+            "more than one client authentication method in one request".into(),
+        ));
     }
     let invalid = |d: &str| OAuthError::InvalidRequest(d.into());
     if let Some(value) = basic {
-        let decoded = STANDARD.decode(value[6..].trim_ascii()).map_err(|_| invalid("malformed Basic credentials"))?;
-        let colon = decoded.iter().position(|&b| b == b':').ok_or_else(|| invalid("malformed Basic credentials"))?;
+        let decoded = STANDARD
+            .decode(value[6..].trim_ascii())
+            .map_err(|_| invalid("malformed Basic credentials"))?;
+        let colon = decoded
+            .iter()
+            .position(|&b| b == b':')
+            .ok_or_else(|| invalid("malformed Basic credentials"))?;
         // RFC 6749 §2.3.1: both halves are form-urlencoded before base64.
         let id = form::decode(&decoded[..colon]).map_err(|_| invalid("malformed Basic credentials"))?;
         let secret = form::decode(&decoded[colon + 1..]).map_err(|_| invalid("malformed Basic credentials"))?;
         if form.get("client_id").is_some_and(|body_id| body_id != id) {
             return Err(invalid("client_id does not match the Basic credentials"));
         }
-        return Ok(Presented { method: Method::Basic, client_id: id, secret: Some(secret) });
+        return Ok(Presented {
+            method: Method::Basic,
+            client_id: id,
+            secret: Some(secret),
+        });
     }
     if post {
-        let id = form.get("client_id").ok_or_else(|| invalid("client_secret without client_id"))?;
+        let id = form
+            .get("client_id")
+            .ok_or_else(|| invalid("client_secret without client_id"))?;
         return Ok(Presented {
             method: Method::Post,
             client_id: id.to_string(),
@@ -99,16 +122,27 @@ fn presented(authorization: Option<&[u8]>, form: &Form) -> Result<Presented, OAu
     }
     if jwt {
         if form.get("client_assertion_type") != Some(JWT_BEARER) {
-            return Err(invalid("client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer"));
+            return Err(invalid(
+                "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ));
         }
-        let assertion = form.get("client_assertion").ok_or_else(|| invalid("client_assertion is missing"))?;
+        let assertion = form
+            .get("client_assertion")
+            .ok_or_else(|| invalid("client_assertion is missing"))?;
         let id = assertion_subject(assertion).ok_or_else(|| invalid("client_assertion is not a JWT with a sub"))?;
         if form.get("client_id").is_some_and(|body_id| body_id != id) {
             return Err(invalid("client_id does not match the client assertion"));
         }
-        return Ok(Presented { method: Method::Jwt, client_id: id, secret: None });
+        return Ok(Presented {
+            method: Method::Jwt,
+            client_id: id,
+            secret: None,
+        });
     }
-    Err(OAuthError::InvalidClient { description: "client authentication required", basic_realm: None })
+    Err(OAuthError::InvalidClient {
+        description: "client authentication required",
+        basic_realm: None,
+    })
 }
 
 /// Compare a presented secret, doing the same work whether or not the client exists.
@@ -149,7 +183,13 @@ struct AssertionClaims {
     jti: Option<String>,
 }
 
-fn check_assertion<'r>(state: &State, realm: &'r Realm, id: &str, form: &Form, now: u64) -> Result<&'r Client, &'static str> {
+fn check_assertion<'r>(
+    state: &State,
+    realm: &'r Realm,
+    id: &str,
+    form: &Form,
+    now: u64,
+) -> Result<&'r Client, &'static str> {
     let assertion = form.get("client_assertion").unwrap_or("");
     let client = realm.clients.get(id).ok_or(BAD_CLIENT)?;
     let header = jsonwebtoken::decode_header(assertion).map_err(|_| "malformed client assertion")?;
@@ -187,10 +227,14 @@ fn check_assertion<'r>(state: &State, realm: &'r Realm, id: &str, form: &Form, n
         return Err("client assertion lives too long");
     }
     let jti = claims.jti.ok_or("client assertion has no jti")?;
-    match state.store.use_once(&format!("{}\0{id}\0{jti}", realm.name), claims.exp + realm.leeway.as_secs(), now) {
-        Ok(true) => Ok(client),
-        Ok(false) => Err("client assertion already used"),
-        Err(()) => Err("client assertion cannot be checked for replay now"),
+    match state.store.use_once(
+        &format!("{}\0{id}\0{jti}", realm.name),
+        claims.exp + realm.leeway.as_secs(),
+        now,
+    ) {
+        Use::First => Ok(client),
+        Use::Replay => Err("client assertion already used"),
+        Use::Full => Err("client assertion cannot be checked for replay now"),
     }
 }
 
@@ -204,8 +248,15 @@ fn jwk_allows(k: &jsonwebtoken::jwk::Jwk, alg: Algorithm) -> bool {
     }
     matches!(
         (&k.algorithm, alg),
-        (P::RSA(_), Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 | Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512)
-            | (P::EllipticCurve(_), Algorithm::ES256 | Algorithm::ES384)
+        (
+            P::RSA(_),
+            Algorithm::RS256
+                | Algorithm::RS384
+                | Algorithm::RS512
+                | Algorithm::PS256
+                | Algorithm::PS384
+                | Algorithm::PS512
+        ) | (P::EllipticCurve(_), Algorithm::ES256 | Algorithm::ES384)
             | (P::OctetKeyPair(_), Algorithm::EdDSA)
     )
 }

@@ -25,7 +25,9 @@ fn parse_form(body: &[u8]) -> Result<Form, OAuthError> {
 
 pub fn token(state: &State, realm: &Realm, req: &Request) -> Result<Reply, OAuthError> {
     let form = parse_form(req.body)?;
-    let grant_type = form.get("grant_type").ok_or_else(|| OAuthError::InvalidRequest("Missing form parameter: grant_type".into()))?;
+    let grant_type = form
+        .get("grant_type")
+        .ok_or_else(|| OAuthError::InvalidRequest("Missing form parameter: grant_type".into()))?;
     if grant_type != "client_credentials" && grant_type != "refresh_token" {
         return Err(OAuthError::UnsupportedGrantType(grant_type.to_string()));
     }
@@ -34,7 +36,10 @@ pub fn token(state: &State, realm: &Realm, req: &Request) -> Result<Reply, OAuth
         "client_credentials" => grant::client_credentials(realm, client, &form, req.peer, req.now)?,
         _ => grant::refresh_token(state, realm, client, &form, req.peer, req.now)?,
     };
-    state.metrics.inc("tollgate_tokens_issued_total", &[("realm", &realm.name), ("client", &client.id), ("grant", grant_type)]);
+    state.metrics.inc(
+        "tollgate_tokens_issued_total",
+        &[("realm", &realm.name), ("client", &client.id), ("grant", grant_type)],
+    );
     Ok(Reply::json(200, body).no_store())
 }
 
@@ -71,9 +76,13 @@ pub fn discovery(realm: &Realm) -> Reply {
 pub fn introspect(state: &State, realm: &Realm, req: &Request) -> Result<Reply, OAuthError> {
     let form = parse_form(req.body)?;
     client_auth::authenticate(state, realm, req.authorization, &form, req.peer, req.now)?;
-    let token = form.get("token").ok_or_else(|| OAuthError::InvalidRequest("Missing form parameter: token".into()))?;
+    let token = form
+        .get("token")
+        .ok_or_else(|| OAuthError::InvalidRequest("Missing form parameter: token".into()))?;
     let inactive = || Ok(Reply::json(200, r#"{"active":false}"#).no_store());
-    let Ok(id) = bearer::verify(realm, token, req.now, Expect::Either) else { return inactive() };
+    let Ok(id) = bearer::verify(realm, token, req.now, Expect::Either) else {
+        return inactive();
+    };
     if state.store.is_revoked(&id.jti) || (!id.sid.is_empty() && state.store.is_revoked(&id.sid)) {
         return inactive();
     }
@@ -102,7 +111,9 @@ pub fn introspect(state: &State, realm: &Realm, req: &Request) -> Result<Reply, 
 pub fn revoke(state: &State, realm: &Realm, req: &Request) -> Result<Reply, OAuthError> {
     let form = parse_form(req.body)?;
     let client = client_auth::authenticate(state, realm, req.authorization, &form, req.peer, req.now)?;
-    let token = form.get("token").ok_or_else(|| OAuthError::InvalidRequest("Missing form parameter: token".into()))?;
+    let token = form
+        .get("token")
+        .ok_or_else(|| OAuthError::InvalidRequest("Missing form parameter: token".into()))?;
     if let Ok(id) = bearer::verify(realm, token, req.now, Expect::Either) {
         if id.client_id == client.id {
             let until = id.exp + realm.leeway.as_secs();

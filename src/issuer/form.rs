@@ -112,6 +112,9 @@ mod tests {
         assert_eq!(parse(b"a=%+1").unwrap_err(), FormError::BadEncoding);
         assert_eq!(parse(b"a=%ff").unwrap_err(), FormError::BadUtf8);
         let many: Vec<String> = (0..=MAX_PARAMS).map(|i| format!("p{i}=1")).collect();
-        assert_eq!(parse(many.join("&").as_bytes()).unwrap_err(), FormError::TooManyParameters);
+        assert_eq!(
+            parse(many.join("&").as_bytes()).unwrap_err(),
+            FormError::TooManyParameters
+        );
     }
 }

@@ -13,7 +13,9 @@ use serde_json::json;
 pub fn resolve_scope(client: &Client, requested: Option<&str>) -> Result<String, OAuthError> {
     let mut scopes: Vec<&str> = Vec::new();
     for s in requested.unwrap_or("").split(' ').filter(|s| !s.is_empty()) {
-        let known = s == "openid" || client.default_scopes.iter().any(|d| d == s) || client.optional_scopes.iter().any(|o| o == s);
+        let known = s == "openid"
+            || client.default_scopes.iter().any(|d| d == s)
+            || client.optional_scopes.iter().any(|o| o == s);
         if !known {
             return Err(OAuthError::InvalidScope(s.to_string()));
         }
@@ -26,13 +28,25 @@ pub fn resolve_scope(client: &Client, requested: Option<&str>) -> Result<String,
         out.push("openid");
     }
     out.extend(client.default_scopes.iter().map(String::as_str));
-    out.extend(scopes.iter().copied().filter(|s| *s != "openid" && !client.default_scopes.iter().any(|d| d == s)));
+    out.extend(
+        scopes
+            .iter()
+            .copied()
+            .filter(|s| *s != "openid" && !client.default_scopes.iter().any(|d| d == s)),
+    );
     Ok(out.join(" "))
 }
 
 /// Sign an access token (and a refresh token, where the client uses them) and render the
 /// RFC 6749 §5.1 response body.
-pub fn issue(realm: &Realm, client: &Client, scope: &str, peer: &str, now: u64, sid: Option<&str>) -> Result<String, OAuthError> {
+pub fn issue(
+    realm: &Realm,
+    client: &Client,
+    scope: &str,
+    peer: &str,
+    now: u64,
+    sid: Option<&str>,
+) -> Result<String, OAuthError> {
     let new_sid;
     let sid = match sid {
         Some(s) => s,
@@ -41,11 +55,22 @@ pub fn issue(realm: &Realm, client: &Client, scope: &str, peer: &str, now: u64, 
             &new_sid
         }
     };
-    let i = Issue { realm, client, scope, peer, now, sid };
+    let i = Issue {
+        realm,
+        client,
+        scope,
+        peer,
+        now,
+        sid,
+    };
     let jti = claims::random_id();
     let username = format!("service-account-{}", client.id);
-    let body = serde_json::to_vec(&claims::access(&i, &jti, &username)).map_err(|_| OAuthError::ServerError("cannot encode claims"))?;
-    let access = realm.signer.sign(&body).map_err(|_| OAuthError::ServerError("signing failed"))?;
+    let body = serde_json::to_vec(&claims::access(&i, &jti, &username))
+        .map_err(|_| OAuthError::ServerError("cannot encode claims"))?;
+    let access = realm
+        .signer
+        .sign(&body)
+        .map_err(|_| OAuthError::ServerError("signing failed"))?;
     let lifespan = realm.access_token_lifespan.as_secs();
     let mut resp = json!({
         "access_token": access,
@@ -57,8 +82,12 @@ pub fn issue(realm: &Realm, client: &Client, scope: &str, peer: &str, now: u64, 
     });
     if client.use_refresh_token {
         let rjti = claims::random_id();
-        let rbody = serde_json::to_vec(&claims::refresh(&i, &rjti)).map_err(|_| OAuthError::ServerError("cannot encode claims"))?;
-        let refresh = realm.signer.sign(&rbody).map_err(|_| OAuthError::ServerError("signing failed"))?;
+        let rbody = serde_json::to_vec(&claims::refresh(&i, &rjti))
+            .map_err(|_| OAuthError::ServerError("cannot encode claims"))?;
+        let refresh = realm
+            .signer
+            .sign(&rbody)
+            .map_err(|_| OAuthError::ServerError("signing failed"))?;
         resp["refresh_token"] = json!(refresh);
         resp["refresh_expires_in"] = json!(realm.refresh_token_lifespan.as_secs());
         resp["session_state"] = json!(sid);
@@ -66,22 +95,44 @@ pub fn issue(realm: &Realm, client: &Client, scope: &str, peer: &str, now: u64, 
     Ok(resp.to_string())
 }
 
-pub fn client_credentials(realm: &Realm, client: &Client, form: &Form, peer: &str, now: u64) -> Result<String, OAuthError> {
+pub fn client_credentials(
+    realm: &Realm,
+    client: &Client,
+    form: &Form,
+    peer: &str,
+    now: u64,
+) -> Result<String, OAuthError> {
     if !client.service_accounts_enabled {
-        return Err(OAuthError::UnauthorizedClient("Client not enabled to retrieve service account"));
+        return Err(OAuthError::UnauthorizedClient(
+            "Client not enabled to retrieve service account",
+        ));
     }
     let scope = resolve_scope(client, form.get("scope"))?;
     issue(realm, client, &scope, peer, now, None)
 }
 
-pub fn refresh_token(state: &State, realm: &Realm, client: &Client, form: &Form, peer: &str, now: u64) -> Result<String, OAuthError> {
+pub fn refresh_token(
+    state: &State,
+    realm: &Realm,
+    client: &Client,
+    form: &Form,
+    peer: &str,
+    now: u64,
+) -> Result<String, OAuthError> {
     if !client.use_refresh_token {
-        return Err(OAuthError::UnauthorizedClient("Client not allowed to use refresh tokens"));
+        return Err(OAuthError::UnauthorizedClient(
+            "Client not allowed to use refresh tokens",
+        ));
     }
-    let token = form.get("refresh_token").ok_or_else(|| OAuthError::InvalidRequest("refresh_token is missing".into()))?;
-    let id = bearer::verify(realm, token, now, Expect::Refresh).map_err(|_| OAuthError::InvalidGrant("Invalid refresh token"))?;
+    let token = form
+        .get("refresh_token")
+        .ok_or_else(|| OAuthError::InvalidRequest("refresh_token is missing".into()))?;
+    let id = bearer::verify(realm, token, now, Expect::Refresh)
+        .map_err(|_| OAuthError::InvalidGrant("Invalid refresh token"))?;
     if id.client_id != client.id {
-        return Err(OAuthError::InvalidGrant("Token client and authorized client don't match"));
+        return Err(OAuthError::InvalidGrant(
+            "Token client and authorized client don't match",
+        ));
     }
     if state.store.is_revoked(&id.jti) || (!id.sid.is_empty() && state.store.is_revoked(&id.sid)) {
         return Err(OAuthError::InvalidGrant("Token is not active"));

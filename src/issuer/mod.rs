@@ -49,9 +49,15 @@ pub struct Local<'p> {
 /// Does the (normalised) `path` name one of the realm endpoints?
 pub fn match_path(path: &str) -> Option<Local<'_>> {
     if path == "/token" {
-        return Some(Local { realm: None, endpoint: Endpoint::Token });
+        return Some(Local {
+            realm: None,
+            endpoint: Endpoint::Token,
+        });
     }
-    let rest = path.strip_prefix("/auth").filter(|r| r.starts_with("/realms/")).unwrap_or(path);
+    let rest = path
+        .strip_prefix("/auth")
+        .filter(|r| r.starts_with("/realms/"))
+        .unwrap_or(path);
     let rest = rest.strip_prefix("/realms/")?;
     let (realm, tail) = rest.split_once('/')?;
     let endpoint = match tail {
@@ -62,25 +68,50 @@ pub fn match_path(path: &str) -> Option<Local<'_>> {
         "protocol/openid-connect/revoke" => Endpoint::Revoke,
         _ => return None,
     };
-    Some(Local { realm: Some(realm), endpoint })
+    Some(Local {
+        realm: Some(realm),
+        endpoint,
+    })
 }
 
 /// Answer a local endpoint. Returns the reply and the realm name it was for (for logs).
-pub async fn serve(state: &State, snap: &Snapshot, session: &mut Session, local: &Local<'_>, peer: &str) -> (Reply, Option<OAuthError>) {
+pub async fn serve(
+    state: &State,
+    snap: &Snapshot,
+    session: &mut Session,
+    local: &Local<'_>,
+    peer: &str,
+) -> (Reply, Option<OAuthError>) {
     match serve_inner(state, snap, session, local, peer).await {
         Ok(r) => (r, None),
         Err(e) => {
             let realm = local.realm.or(snap.default_realm.as_deref()).unwrap_or("");
             if local.endpoint.is_post() {
-                state.metrics.inc("tollgate_token_errors_total", &[("realm", realm), ("endpoint", local.endpoint.label()), ("error", e.code())]);
+                state.metrics.inc(
+                    "tollgate_token_errors_total",
+                    &[
+                        ("realm", realm),
+                        ("endpoint", local.endpoint.label()),
+                        ("error", e.code()),
+                    ],
+                );
             }
             (e.reply(), Some(e))
         }
     }
 }
 
-async fn serve_inner(state: &State, snap: &Snapshot, session: &mut Session, local: &Local<'_>, peer: &str) -> Result<Reply, OAuthError> {
-    let realm_name = local.realm.or(snap.default_realm.as_deref()).ok_or(OAuthError::RealmNotFound)?;
+async fn serve_inner(
+    state: &State,
+    snap: &Snapshot,
+    session: &mut Session,
+    local: &Local<'_>,
+    peer: &str,
+) -> Result<Reply, OAuthError> {
+    let realm_name = local
+        .realm
+        .or(snap.default_realm.as_deref())
+        .ok_or(OAuthError::RealmNotFound)?;
     let realm = snap.realm(realm_name).ok_or(OAuthError::RealmNotFound)?;
     let method = session.req_header().method.clone();
     if !local.endpoint.is_post() {
@@ -95,14 +126,32 @@ async fn serve_inner(state: &State, snap: &Snapshot, session: &mut Session, loca
     if method != Method::POST {
         return Err(OAuthError::MethodNotAllowed("POST"));
     }
-    let content_type = session.req_header().headers.get(http::header::CONTENT_TYPE).map(|v| v.as_bytes()).unwrap_or_default();
-    let mime = content_type.split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
+    let content_type = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    let mime = content_type
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
     if !mime.eq_ignore_ascii_case(b"application/x-www-form-urlencoded") {
         return Err(OAuthError::UnsupportedMediaType);
     }
     let body = read_body(session, snap.server.max_form_body, snap.server.client_timeout).await?;
-    let authorization = session.req_header().headers.get(http::header::AUTHORIZATION).map(|v| v.as_bytes());
-    let req = endpoints::Request { authorization, body: &body, peer, now: crate::http_util::now() };
+    let authorization = session
+        .req_header()
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    let req = endpoints::Request {
+        authorization,
+        body: &body,
+        peer,
+        now: crate::http_util::now(),
+    };
     match local.endpoint {
         Endpoint::Token => endpoints::token(state, realm, &req),
         Endpoint::Introspect => endpoints::introspect(state, realm, &req),
@@ -113,7 +162,9 @@ async fn serve_inner(state: &State, snap: &Snapshot, session: &mut Session, loca
 /// Read the whole request body, refusing more than `max` bytes and a client that stalls.
 async fn read_body(session: &mut Session, max: usize, timeout: std::time::Duration) -> Result<Vec<u8>, OAuthError> {
     if let Some(len) = session.req_header().headers.get(http::header::CONTENT_LENGTH) {
-        let declared: Option<usize> = std::str::from_utf8(len.as_bytes()).ok().and_then(|s| s.trim().parse().ok());
+        let declared: Option<usize> = std::str::from_utf8(len.as_bytes())
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
         match declared {
             Some(n) if n > max => return Err(OAuthError::PayloadTooLarge(max)),
             Some(_) => {}
@@ -143,13 +194,37 @@ mod tests {
     #[test]
     fn endpoint_paths() {
         let t = |p| match_path(p);
-        assert_eq!(t("/token"), Some(Local { realm: None, endpoint: Endpoint::Token }));
-        assert_eq!(t("/realms/demo/protocol/openid-connect/token").map(|l| l.endpoint), Some(Endpoint::Token));
-        assert_eq!(t("/auth/realms/demo/protocol/openid-connect/token").unwrap().realm, Some("demo"));
-        assert_eq!(t("/realms/demo/protocol/openid-connect/certs").map(|l| l.endpoint), Some(Endpoint::Certs));
-        assert_eq!(t("/realms/demo/.well-known/openid-configuration").map(|l| l.endpoint), Some(Endpoint::Discovery));
-        assert_eq!(t("/realms/demo/protocol/openid-connect/token/introspect").map(|l| l.endpoint), Some(Endpoint::Introspect));
-        assert_eq!(t("/realms/demo/protocol/openid-connect/revoke").map(|l| l.endpoint), Some(Endpoint::Revoke));
+        assert_eq!(
+            t("/token"),
+            Some(Local {
+                realm: None,
+                endpoint: Endpoint::Token
+            })
+        );
+        assert_eq!(
+            t("/realms/demo/protocol/openid-connect/token").map(|l| l.endpoint),
+            Some(Endpoint::Token)
+        );
+        assert_eq!(
+            t("/auth/realms/demo/protocol/openid-connect/token").unwrap().realm,
+            Some("demo")
+        );
+        assert_eq!(
+            t("/realms/demo/protocol/openid-connect/certs").map(|l| l.endpoint),
+            Some(Endpoint::Certs)
+        );
+        assert_eq!(
+            t("/realms/demo/.well-known/openid-configuration").map(|l| l.endpoint),
+            Some(Endpoint::Discovery)
+        );
+        assert_eq!(
+            t("/realms/demo/protocol/openid-connect/token/introspect").map(|l| l.endpoint),
+            Some(Endpoint::Introspect)
+        );
+        assert_eq!(
+            t("/realms/demo/protocol/openid-connect/revoke").map(|l| l.endpoint),
+            Some(Endpoint::Revoke)
+        );
         assert_eq!(t("/realms/demo/other"), None);
         assert_eq!(t("/api/token"), None);
         assert_eq!(t("/auth/token"), None);

@@ -6,7 +6,10 @@ use crate::http_util::{quote, Reply};
 pub enum OAuthError {
     InvalidRequest(String),
     /// `basic_realm`: Basic was used, so the 401 carries `WWW-Authenticate: Basic realm="R"`.
-    InvalidClient { description: &'static str, basic_realm: Option<String> },
+    InvalidClient {
+        description: &'static str,
+        basic_realm: Option<String>,
+    },
     InvalidGrant(&'static str),
     UnauthorizedClient(&'static str),
     UnsupportedGrantType(String),
@@ -15,7 +18,9 @@ pub enum OAuthError {
     MethodNotAllowed(&'static str),
     RealmNotFound,
     PayloadTooLarge(usize),
-    TooManyAttempts { retry_after: u64 },
+    TooManyAttempts {
+        retry_after: u64,
+    },
     RequestTimeout,
     ServerError(&'static str),
 }
@@ -48,9 +53,7 @@ impl OAuthError {
             OAuthError::UnauthorizedClient(d) => (400, (*d).into()),
             OAuthError::UnsupportedGrantType(g) => (400, format!("grant type {:?} is not supported", clip(g))),
             OAuthError::InvalidScope(s) => (400, format!("scope {:?} is not allowed for this client", clip(s))),
-            OAuthError::UnsupportedMediaType => {
-                (400, "Content-Type must be application/x-www-form-urlencoded".into())
-            }
+            OAuthError::UnsupportedMediaType => (400, "Content-Type must be application/x-www-form-urlencoded".into()),
             OAuthError::MethodNotAllowed(_) => (405, "method not allowed".into()),
             OAuthError::RealmNotFound => (404, "Realm does not exist".into()),
             OAuthError::PayloadTooLarge(max) => (413, format!("request body larger than {max} bytes")),
@@ -60,7 +63,10 @@ impl OAuthError {
         };
         let mut reply = Reply::error(status, self.code(), &description).no_store();
         match self {
-            OAuthError::InvalidClient { basic_realm: Some(realm), .. } => {
+            OAuthError::InvalidClient {
+                basic_realm: Some(realm),
+                ..
+            } => {
                 reply = reply.header("www-authenticate", format!("Basic realm={}", quote(realm)));
             }
             OAuthError::MethodNotAllowed(allow) => reply = reply.header("allow", *allow),

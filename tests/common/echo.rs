@@ -19,12 +19,18 @@ pub fn start() -> Echo {
     let connections = Arc::new(AtomicUsize::new(0));
     let conns = connections.clone();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async move {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(listener.local_addr().unwrap()).unwrap();
             loop {
-                let Ok((sock, _)) = listener.accept().await else { continue };
+                let Ok((sock, _)) = listener.accept().await else {
+                    continue;
+                };
                 conns.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(async move {
                     let _ = serve(sock).await;
@@ -32,7 +38,10 @@ pub fn start() -> Echo {
             }
         });
     });
-    Echo { addr: rx.recv().unwrap(), connections }
+    Echo {
+        addr: rx.recv().unwrap(),
+        connections,
+    }
 }
 
 async fn serve(sock: tokio::net::TcpStream) -> std::io::Result<()> {
@@ -55,7 +64,10 @@ async fn serve(sock: tokio::net::TcpStream) -> std::io::Result<()> {
                 break;
             }
             if let Some((k, v)) = h.split_once(':') {
-                headers.entry(k.trim().to_ascii_lowercase()).or_default().push(v.trim().to_string());
+                headers
+                    .entry(k.trim().to_ascii_lowercase())
+                    .or_default()
+                    .push(v.trim().to_string());
             }
         }
         let mut body_len: u64 = 0;
@@ -70,7 +82,10 @@ async fn serve(sock: tokio::net::TcpStream) -> std::io::Result<()> {
                 left -= n as u64;
                 body_len += n as u64;
             }
-        } else if headers.get("transfer-encoding").is_some_and(|v| v[0].eq_ignore_ascii_case("chunked")) {
+        } else if headers
+            .get("transfer-encoding")
+            .is_some_and(|v| v[0].eq_ignore_ascii_case("chunked"))
+        {
             loop {
                 let mut size = String::new();
                 r.read_line(&mut size).await?;
@@ -96,7 +111,8 @@ async fn serve(sock: tokio::net::TcpStream) -> std::io::Result<()> {
         if target.starts_with("/slow") {
             tokio::time::sleep(std::time::Duration::from_secs(2)).await;
         }
-        let body = serde_json::json!({"method": method, "path": target, "headers": headers, "body_len": body_len}).to_string();
+        let body =
+            serde_json::json!({"method": method, "path": target, "headers": headers, "body_len": body_len}).to_string();
         let resp = format!(
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{}",
             body.len(),

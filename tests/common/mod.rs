@@ -79,6 +79,12 @@ audience = "billing-api"
 upstream = "{UPSTREAM}"
 
 [[routes]]
+prefix = "/api/strip"
+roles = ["reader"]
+forward_token = false
+upstream = "{UPSTREAM}"
+
+[[routes]]
 prefix = "/public"
 public = true
 upstream = "{UPSTREAM}"
@@ -129,13 +135,19 @@ impl Tollgate {
 
     pub fn start_with(config: &str, upstream: SocketAddr, files: &[(&str, &[u8])]) -> Tollgate {
         let dir = tempfile::tempdir().unwrap();
-        for (name, src) in [("demo-rs256.pem", DEMO_KEY), ("demo-es256.pem", ES_KEY), ("demo-eddsa.pem", ED_KEY)] {
+        for (name, src) in [
+            ("demo-rs256.pem", DEMO_KEY),
+            ("demo-es256.pem", ES_KEY),
+            ("demo-eddsa.pem", ED_KEY),
+        ] {
             std::fs::copy(src, dir.path().join(name)).unwrap();
         }
         for (name, bytes) in files {
             std::fs::write(dir.path().join(name), bytes).unwrap();
         }
-        let text = config.replace("{UPSTREAM}", &upstream.to_string()).replace("{DOWN}", &dead_addr().to_string());
+        let text = config
+            .replace("{UPSTREAM}", &upstream.to_string())
+            .replace("{DOWN}", &dead_addr().to_string());
         std::fs::write(dir.path().join("proxy.toml"), text).unwrap();
         Self::spawn(dir)
     }
@@ -166,12 +178,25 @@ impl Tollgate {
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         out.read_line(&mut line).unwrap();
-        assert!(line.starts_with("tollgate listening"), "unexpected first line {line:?}; stderr: {}", stderr.lock().unwrap());
+        assert!(
+            line.starts_with("tollgate listening"),
+            "unexpected first line {line:?}; stderr: {}",
+            stderr.lock().unwrap()
+        );
         let field = |name: &str| -> SocketAddr {
-            let v = line.split_whitespace().find_map(|f| f.strip_prefix(&format!("{name}="))).unwrap();
+            let v = line
+                .split_whitespace()
+                .find_map(|f| f.strip_prefix(&format!("{name}=")))
+                .unwrap();
             v.parse().unwrap()
         };
-        let tg = Tollgate { http: field("http"), admin: field("admin"), child, dir, stderr };
+        let tg = Tollgate {
+            http: field("http"),
+            admin: field("admin"),
+            child,
+            dir,
+            stderr,
+        };
         tg.wait_ready();
         tg
     }
@@ -181,7 +206,11 @@ impl Tollgate {
         let deadline = Instant::now() + Duration::from_secs(15);
         let c = client();
         loop {
-            let admin_ok = c.get(format!("http://{}/readyz", self.admin)).send().map(|r| r.status() == 200).unwrap_or(false);
+            let admin_ok = c
+                .get(format!("http://{}/readyz", self.admin))
+                .send()
+                .map(|r| r.status() == 200)
+                .unwrap_or(false);
             let main_ok = c
                 .get(self.url("/realms/demo/.well-known/openid-configuration"))
                 .send()
@@ -190,7 +219,11 @@ impl Tollgate {
             if admin_ok && main_ok {
                 return;
             }
-            assert!(Instant::now() < deadline, "tollgate did not become ready; stderr: {}", self.stderr.lock().unwrap());
+            assert!(
+                Instant::now() < deadline,
+                "tollgate did not become ready; stderr: {}",
+                self.stderr.lock().unwrap()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -200,7 +233,12 @@ impl Tollgate {
     }
 
     pub fn metrics(&self) -> String {
-        client().get(format!("http://{}/metrics", self.admin)).send().unwrap().text().unwrap()
+        client()
+            .get(format!("http://{}/metrics", self.admin))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
     }
 
     /// A client_credentials token for `id`/`secret` via client_secret_basic.
@@ -222,7 +260,10 @@ impl Tollgate {
 }
 
 pub fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder().timeout(Duration::from_secs(20)).build().unwrap()
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
 }
 
 /// The claims of a JWT, unverified (for tests that inspect what was issued).
@@ -250,5 +291,36 @@ pub fn sign_with(pem_path: &Path, alg: jsonwebtoken::Algorithm, kid: Option<&str
 }
 
 pub fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Send `request` byte for byte over a fresh TCP connection (no client-side normalisation) and
+/// return (status, body).
+pub fn raw_request(addr: SocketAddr, request: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// VmRSS of a process in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
 }
