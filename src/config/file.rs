@@ -34,7 +34,7 @@ pub struct ServerFile {
     pub default_realm: Option<String>,
     /// Access log format: "text" (default) or "json".
     pub log_format: Option<String>,
-    /// Extra CA bundle (PEM) trusted for `https://` upstreams, besides the system roots.
+    /// CA bundle (PEM) trusted for `https://` upstreams, in place of the system roots.
     pub upstream_ca_file: Option<PathBuf>,
     /// Largest token/introspect/revoke body. Default 64 KiB.
     pub max_form_body: Option<usize>,
@@ -43,6 +43,8 @@ pub struct ServerFile {
     /// Failed client authentications allowed per client id or address per minute before 429.
     /// Default 20.
     pub auth_failures_per_minute: Option<u32>,
+    /// Watch the config and key files and reload on change. Default true; SIGHUP always reloads.
+    pub watch: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

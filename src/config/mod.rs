@@ -66,6 +66,7 @@ pub struct ServerSettings {
     pub max_form_body: usize,
     pub client_timeout: Duration,
     pub auth_failures_per_minute: u32,
+    pub watch: bool,
 }
 
 /// Everything a request needs, checked once; requests never re-validate config.
@@ -257,6 +258,7 @@ fn validate(f: FileConfig, c: &mut Checker, opts: LoadOptions) -> Result<Snapsho
         max_form_body,
         client_timeout,
         auth_failures_per_minute: s.auth_failures_per_minute.unwrap_or(20),
+        watch: s.watch.unwrap_or(true),
     };
 
     // The port tokens name in their default issuer: the plain listener's, else the TLS one's.

@@ -35,6 +35,10 @@ pub fn reload(state: &State) -> Reloaded {
             for w in &snap.warnings {
                 tracing::warn!("{w}");
             }
+            let old = &state.config.load().server;
+            if (old.listen, old.tls_listen, old.admin_listen) != (snap.server.listen, snap.server.tls_listen, snap.server.admin_listen) {
+                tracing::warn!("listener addresses changed in the config; they take effect only at the next start");
+            }
             let hash = snap.hash.clone();
             state.install(snap);
             state.metrics.inc("tollgate_config_reloads_total", &[]);
@@ -116,6 +120,10 @@ pub async fn run(state: Arc<State>, mut shutdown: tokio::sync::watch::Receiver<b
         }
         watched = dirs;
     };
+    if !state.config.load().server.watch {
+        tracing::info!("server.watch = false: config reloads on SIGHUP only");
+        watcher = None;
+    }
     rewatch(&mut watcher, &state.config.load().files);
 
     let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
@@ -142,7 +150,11 @@ pub async fn run(state: Arc<State>, mut shutdown: tokio::sync::watch::Receiver<b
             .await
             .unwrap_or(Reloaded::Rejected);
         if outcome == Reloaded::Applied {
-            rewatch(&mut watcher, &state.config.load().files);
+            if !state.config.load().server.watch {
+        tracing::info!("server.watch = false: config reloads on SIGHUP only");
+        watcher = None;
+    }
+    rewatch(&mut watcher, &state.config.load().files);
         }
     }
 }

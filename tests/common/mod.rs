@@ -156,6 +156,11 @@ impl Tollgate {
         self.dir.path().join("proxy.toml")
     }
 
+    /// Start on a folder already holding `proxy.toml` and its files.
+    pub fn start_in(dir: tempfile::TempDir) -> Tollgate {
+        Self::spawn(dir)
+    }
+
     fn spawn(dir: tempfile::TempDir) -> Tollgate {
         let mut child = Command::new(bin())
             .arg("--config")
