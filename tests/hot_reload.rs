@@ -253,15 +253,14 @@ fn no_request_fails_across_reloads_under_concurrent_traffic() {
             })
         })
         .collect();
-    let mut reloads = 0;
-    for i in 0..12 {
+    for i in 0..12u64 {
         let text = if i % 2 == 0 {
             format!("{base}{NEW_CLIENT}")
         } else {
             base.clone()
         };
         replace(&tg.config_path(), &text);
-        reloads += 1;
+        let reloads = i + 1;
         within(Duration::from_secs(2), "reload applied", || {
             counter(&tg, "tollgate_config_reloads_total") == reloads
         });
