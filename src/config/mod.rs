@@ -180,7 +180,16 @@ pub fn load(path: &Path, opts: LoadOptions) -> Result<Snapshot, ConfigError> {
         Ok(f) => f,
         Err(e) => {
             let key = e.span().map(|s| line_of(&text, s.start)).unwrap_or_default();
-            c.problem(key, e.message().to_string());
+            // Quote the text only where it is a key: a value could be a secret.
+            let near = e
+                .span()
+                .filter(|_| e.message().contains("duplicate key"))
+                .and_then(|s| text.get(s))
+                .map(|t| t.lines().next().unwrap_or("").trim())
+                .filter(|t| !t.is_empty() && t.len() <= 80)
+                .map(|t| format!(" (at `{t}`)"))
+                .unwrap_or_default();
+            c.problem(key, format!("{}{near}", e.message().trim_end()));
             return Err(ConfigError(c.problems));
         }
     };

@@ -175,10 +175,16 @@ fn parse_upstream(s: &str) -> Result<(String, bool, String), String> {
 
 fn resolve((authority, tls, sni): (String, bool, String)) -> Result<Upstream, String> {
     use std::net::ToSocketAddrs;
-    let addr = authority
+    let addrs: Vec<std::net::SocketAddr> = authority
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {authority:?}: {e}"))?
-        .next()
+        .collect();
+    // IPv4 first, as Envoy's V4_PREFERRED: `localhost` should mean 127.0.0.1 where both exist.
+    let addr = addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
         .ok_or_else(|| format!("{authority:?} resolves to no address"))?;
     Ok(Upstream {
         addr,

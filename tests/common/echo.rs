@@ -44,8 +44,60 @@ pub fn start() -> Echo {
     }
 }
 
-async fn serve(sock: tokio::net::TcpStream) -> std::io::Result<()> {
-    let (r, mut w) = sock.into_split();
+/// The same echo upstream behind TLS, with the given PEM certificate chain and key.
+pub fn start_tls(cert_pem: &str, key_pem: &str) -> Echo {
+    use tokio_rustls::rustls;
+    let certs: Vec<_> = rustls_pemfile_certs(cert_pem);
+    let key = rustls::pki_types::PrivateKeyDer::try_from(pem::parse(key_pem).unwrap().into_contents()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let conns = connections.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    continue;
+                };
+                conns.fetch_add(1, Ordering::Relaxed);
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    if let Ok(tls) = acceptor.accept(sock).await {
+                        let _ = serve(tls).await;
+                    }
+                });
+            }
+        });
+    });
+    Echo {
+        addr: rx.recv().unwrap(),
+        connections,
+    }
+}
+
+fn rustls_pemfile_certs(pem_text: &str) -> Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>> {
+    pem::parse_many(pem_text)
+        .unwrap()
+        .into_iter()
+        .map(|p| tokio_rustls::rustls::pki_types::CertificateDer::from(p.into_contents()))
+        .collect()
+}
+
+async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(sock: S) -> std::io::Result<()> {
+    let (r, mut w) = tokio::io::split(sock);
     let mut r = BufReader::new(r);
     loop {
         let mut line = String::new();
@@ -119,5 +171,6 @@ async fn serve(sock: tokio::net::TcpStream) -> std::io::Result<()> {
             body
         );
         w.write_all(resp.as_bytes()).await?;
+        w.flush().await?;
     }
 }

@@ -96,6 +96,12 @@ read_timeout = "300ms"
 upstream = "{UPSTREAM}"
 
 [[routes]]
+prefix = "/slowok"
+public = true
+read_timeout = "10s"
+upstream = "{UPSTREAM}"
+
+[[routes]]
 prefix = "/down"
 public = true
 upstream = "{DOWN}"
@@ -104,6 +110,7 @@ upstream = "{DOWN}"
 pub struct Tollgate {
     pub child: Child,
     pub http: SocketAddr,
+    pub tls: Option<SocketAddr>,
     pub admin: SocketAddr,
     pub dir: tempfile::TempDir,
     pub stderr: Arc<Mutex<String>>,
@@ -195,8 +202,13 @@ impl Tollgate {
                 .unwrap();
             v.parse().unwrap()
         };
+        let tls = line
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix("tls="))
+            .and_then(|v| v.parse().ok());
         let tg = Tollgate {
             http: field("http"),
+            tls,
             admin: field("admin"),
             child,
             dir,

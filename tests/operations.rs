@@ -1,0 +1,338 @@
+//! Operations: the CLI, hashed secrets, TLS (listener and upstream), logs, metrics, SIGTERM.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin()).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn hash_secret(secret: &str) -> String {
+    let mut child = Command::new(bin())
+        .arg("hash-secret")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{secret}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn help_version_and_bad_flags() {
+    let (code, out, _) = run(&["--help"]);
+    assert_eq!(code, 0);
+    for verb in ["check", "keygen", "hash-secret", "--config"] {
+        assert!(out.contains(verb), "--help lacks {verb}: {out}");
+    }
+    let (code, out, _) = run(&["--version"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("tollgate "), "{out}");
+    let (code, out, err) = run(&["--frobnicate"]);
+    assert_eq!(code, 2);
+    assert!(out.is_empty());
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    let (code, _, err) = run(&["--config", "/nonexistent/proxy.toml"]);
+    assert_eq!(code, 2);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let (code, _, err) = run(&["check", "--config", "/nonexistent/proxy.toml"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, _) = run(&["keygen", "--alg", "HS256", "--out", "/tmp/x"]);
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn check_accepts_the_bundled_config_and_names_every_problem() {
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/proxy.toml");
+    let (code, out, _) = run(&["check", "--config", demo]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("ok:"), "{out}");
+    assert!(out.contains("plaintext"), "plaintext secrets are warned about: {out}");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(DEMO_KEY, dir.path().join("demo-rs256.pem")).unwrap();
+    let bad = BASE_CONFIG
+        .replace("{UPSTREAM}", "127.0.0.1:9")
+        .replace("{DOWN}", "127.0.0.1:9")
+        .replace(
+            "optional_scopes = [\"orders\"]",
+            "optional_scopes = [\"orders\"]\nsecrett = \"x\"",
+        );
+    let path = dir.path().join("proxy.toml");
+    std::fs::write(&path, &bad).unwrap();
+    let (code, out, _) = run(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(out.contains("secrett"), "unknown key named: {out}");
+    let dangling = BASE_CONFIG
+        .replace("{UPSTREAM}", "127.0.0.1:9")
+        .replace("{DOWN}", "127.0.0.1:9")
+        .replace(
+            "roles = [\"reader\", \"orders-api:read\"]",
+            "roles = [\"ghost\", \"orders-api:nope\"]",
+        );
+    std::fs::write(&path, &dangling).unwrap();
+    let (code, out, _) = run(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("realms.demo.clients.product-sa-client.service_account_roles"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\"ghost\"") && out.contains("\"nope\""),
+        "both problems listed: {out}"
+    );
+    assert!(out.contains(&path.display().to_string()), "file named: {out}");
+}
+
+#[test]
+fn keygen_writes_private_pkcs8_keys_that_load() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    for alg in ["RS256", "ES256", "EdDSA"] {
+        let out = dir.path().join(format!("{alg}.pem"));
+        let (code, _, err) = run(&["keygen", "--alg", alg, "--out", out.to_str().unwrap()]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
+        let pem = std::fs::read_to_string(&out).unwrap();
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        let alg = tollgate::keys::parse_alg(alg).unwrap();
+        tollgate::keys::SigningKey::from_pem("k", alg, pem.as_bytes()).unwrap();
+        // Never overwrites.
+        let (code, _, _) = run(&["keygen", "--alg", "RS256", "--out", out.to_str().unwrap()]);
+        assert_eq!(code, 2);
+    }
+}
+
+#[test]
+fn a_hashed_secret_is_accepted_and_the_old_plaintext_refused() {
+    let phc = hash_secret("rotated-secret");
+    assert!(phc.starts_with("$argon2id$"), "{phc}");
+    let up = echo::start();
+    let config = BASE_CONFIG.replace("secret = \"password\"", &format!("secret = \"{phc}\""));
+    let tg = Tollgate::start(&config, up.addr);
+    let status = |secret: &str| {
+        client()
+            .post(tg.url("/token"))
+            .basic_auth("product-sa-client", Some(secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .unwrap()
+            .status()
+    };
+    assert_eq!(status("rotated-secret"), 200);
+    assert_eq!(status("rotated-secret"), 200, "second time (cached verification)");
+    assert_eq!(status("password"), 401);
+    let logs = tg.logs();
+    assert!(
+        logs.contains("realms.demo.clients.writer.secret is plaintext"),
+        "plaintext warned, naming the client"
+    );
+    assert!(!logs.contains("clients.product-sa-client.secret is plaintext"));
+    for secret in ["rotated-secret", "password", "writer-secret", &phc] {
+        assert!(!logs.contains(secret), "a secret reached the log");
+    }
+}
+
+struct Pki {
+    ca_pem: String,
+    cert_pem: String,
+    key_pem: String,
+}
+
+/// A test CA and a localhost certificate it signed.
+fn pki() -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    Pki {
+        ca_pem: ca.pem(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    }
+}
+
+#[test]
+fn tokens_are_served_over_the_tls_listener() {
+    let pki = pki();
+    let up = echo::start();
+    let config = BASE_CONFIG.replace(
+        "\nlisten = \"127.0.0.1:0\"",
+        "\nlisten = \"127.0.0.1:0\"\ntls_listen = \"127.0.0.1:0\"\ntls_cert = \"server.crt\"\ntls_key = \"server.key\"",
+    );
+    let tg = Tollgate::start_with(
+        &config,
+        up.addr,
+        &[
+            ("server.crt", pki.cert_pem.as_bytes()),
+            ("server.key", pki.key_pem.as_bytes()),
+        ],
+    );
+    let tls_addr = tg.tls.expect("tls listener announced");
+    let c = reqwest::blocking::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap())
+        .tls_built_in_root_certs(false)
+        .build()
+        .unwrap();
+    let base = format!("https://localhost:{}", tls_addr.port());
+    let r = c
+        .post(format!("{base}/realms/demo/protocol/openid-connect/token"))
+        .basic_auth("product-sa-client", Some("password"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let token = r.json::<Value>().unwrap()["access_token"].as_str().unwrap().to_string();
+    assert_eq!(
+        c.get(format!("{base}/api/orders/1"))
+            .bearer_auth(&token)
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    // A client that does not trust the test CA is refused at the handshake.
+    assert!(client().get(format!("{base}/public")).send().is_err());
+}
+
+#[test]
+fn a_tls_upstream_is_verified_against_the_configured_ca() {
+    let pki = pki();
+    let tls_up = echo::start_tls(&pki.cert_pem, &pki.key_pem);
+    let up = echo::start();
+    let config = format!(
+        "{}\n[[routes]]\nprefix = \"/secure\"\npublic = true\nupstream = \"https://localhost:{}\"\n",
+        BASE_CONFIG.replace(
+            "default_realm = \"demo\"",
+            "default_realm = \"demo\"\nupstream_ca_file = \"ca.pem\""
+        ),
+        tls_up.addr.port()
+    );
+    let tg = Tollgate::start_with(&config, up.addr, &[("ca.pem", pki.ca_pem.as_bytes())]);
+    let r = client().get(tg.url("/secure/x")).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().unwrap()["path"], "/secure/x");
+
+    // Without the CA the upstream's certificate is not trusted: 502, not a silent downgrade.
+    let config = format!(
+        "{}\n[[routes]]\nprefix = \"/secure\"\npublic = true\nupstream = \"https://localhost:{}\"\n",
+        BASE_CONFIG,
+        tls_up.addr.port()
+    );
+    let tg = Tollgate::start(&config, up.addr);
+    assert_eq!(client().get(tg.url("/secure/x")).send().unwrap().status(), 502);
+}
+
+#[test]
+fn json_access_logs_carry_the_request_fields_and_no_secret() {
+    let up = echo::start();
+    let config = BASE_CONFIG.replace(
+        "default_realm = \"demo\"",
+        "default_realm = \"demo\"\nlog_format = \"json\"",
+    );
+    let tg = Tollgate::start(&config, up.addr);
+    let token = tg.token("product-sa-client", "password");
+    assert_eq!(
+        client()
+            .get(tg.url("/api/orders/./9"))
+            .bearer_auth(&token)
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let line = loop {
+        let logs = tg.logs();
+        if let Some(l) = logs.lines().find(|l| l.contains("\"path\":\"/api/orders/9\"")) {
+            break l.to_string();
+        }
+        assert!(Instant::now() < deadline, "no access line: {logs}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["method"], "GET");
+    assert_eq!(v["route"], "/api/orders");
+    assert_eq!(v["status"], 200);
+    assert_eq!(v["client_id"], "product-sa-client");
+    assert_eq!(v["outcome"], "allowed");
+    assert!(v["latency_us"].is_u64());
+    let logs = tg.logs();
+    assert!(!logs.contains(token.rsplit('.').next().unwrap()) && !logs.contains("password"));
+}
+
+#[test]
+fn metrics_are_present_after_traffic() {
+    let up = echo::start();
+    let tg = Tollgate::start(BASE_CONFIG, up.addr);
+    let token = tg.token("product-sa-client", "password");
+    client()
+        .get(tg.url("/api/orders/1"))
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    client().get(tg.url("/api/orders/1")).send().unwrap();
+    client().get(tg.url("/api/write")).bearer_auth(&token).send().unwrap();
+    let m = tg.metrics();
+    for want in [
+        r#"tollgate_requests_total{route="/api/orders",outcome="allowed"} 1"#,
+        r#"tollgate_denials_total{reason="no_token"} 1"#,
+        r#"tollgate_denials_total{reason="insufficient_scope"} 1"#,
+        r#"tollgate_tokens_issued_total{realm="demo",client="product-sa-client",grant="client_credentials"} 1"#,
+        r#"tollgate_upstream_latency_seconds_count{route="/api/orders"} 1"#,
+        "tollgate_config_reloads_total 0",
+        "tollgate_config_reload_failures_total 0",
+        "# TYPE tollgate_upstream_latency_seconds histogram",
+        "tollgate_config_last_reload_success_timestamp_seconds ",
+        "tollgate_config_info{hash=\"",
+    ] {
+        assert!(m.contains(want), "missing {want} in\n{m}");
+    }
+}
+
+#[test]
+fn sigterm_drains_requests_in_flight_then_exits_zero() {
+    let up = echo::start();
+    let mut tg = Tollgate::start(BASE_CONFIG, up.addr);
+    let url = tg.url("/slowok/x");
+    let slow = std::thread::spawn(move || client().get(url).send().map(|r| r.status().as_u16()));
+    // Wait until the slow request is in flight (the upstream holds it for 2 s).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !tg.logs().contains("slowok") && up.connections.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let pid = tg.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert_eq!(slow.join().unwrap().unwrap(), 200, "the request in flight completed");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = tg.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "did not exit after draining");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+}
