@@ -61,6 +61,37 @@ fn header_bytes(req: &RequestHeader) -> usize {
         + req.uri.to_string().len()
 }
 
+/// Requests whose size or framing could be read two ways are refused before anything else:
+/// an oversized header block (431), more than one Content-Length, Content-Length beside
+/// Transfer-Encoding, or a transfer coding other than chunked (request smuggling, RFC 9112 §6).
+fn framing_problem(req: &RequestHeader, raw: Option<&[u8]>) -> Option<Reply> {
+    if header_bytes(req) > MAX_HEADER_BYTES {
+        return Some(Reply::error(431, "invalid_request", "request header fields too large"));
+    }
+    let mut cl_count = 0;
+    for v in req.headers.get_all(http::header::CONTENT_LENGTH).iter() {
+        cl_count += 1 + usize::from(v.as_bytes().contains(&b','));
+    }
+    let te: Vec<&http::HeaderValue> = req.headers.get_all(http::header::TRANSFER_ENCODING).iter().collect();
+    // pingora drops Content-Length when Transfer-Encoding is present; the raw header still shows it.
+    if !te.is_empty() && cl_count == 0 {
+        let raw_cl = raw.is_some_and(|r| {
+            r.split(|&b| b == b'\n').any(|line| line.len() > 15 && line[..15].eq_ignore_ascii_case(b"content-length:"))
+        });
+        cl_count += usize::from(raw_cl);
+    }
+    if cl_count > 1 {
+        return Some(Reply::error(400, "invalid_request", "more than one Content-Length"));
+    }
+    if !te.is_empty() && cl_count > 0 {
+        return Some(Reply::error(400, "invalid_request", "Content-Length together with Transfer-Encoding"));
+    }
+    if te.len() > 1 || te.first().is_some_and(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked")) {
+        return Some(Reply::error(501, "invalid_request", "only Transfer-Encoding: chunked is supported"));
+    }
+    None
+}
+
 impl Tollgate {
     async fn deny(&self, session: &mut Session, ctx: &mut Ctx, denied: Denied) -> Result<bool> {
         ctx.outcome = denied.reason();
@@ -100,11 +131,13 @@ impl ProxyHttp for Tollgate {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let snap = self.state.config.load_full();
         ctx.snap = Some(snap.clone());
-        if header_bytes(session.req_header()) > MAX_HEADER_BYTES {
-            ctx.outcome = "headers_too_large";
-            let reply = Reply::error(431, "invalid_request", "request header fields too large");
+        let raw = session.as_downstream().as_http1().map(|h| h.get_headers_raw_bytes());
+        if let Some(reply) = framing_problem(session.req_header(), raw.as_deref()) {
+            ctx.outcome = "bad_request";
             return respond(session, &reply).await;
         }
+        // A stalled request body is cut off rather than held open.
+        session.set_read_timeout(Some(snap.server.client_timeout));
         ctx.path = match path::normalise(session.req_header().uri.path()) {
             Ok(p) => p,
             Err(e) => return self.deny(session, ctx, Denied::BadPath(e.describe())).await,
@@ -203,21 +236,19 @@ impl ProxyHttp for Tollgate {
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         use ErrorType::*;
-        let (code, error, description) = match e.etype() {
-            ConnectTimedout | ReadTimedout | WriteTimedout => {
+        let (code, error, description) = match (e.esource(), e.etype()) {
+            (_, HTTPStatus(c)) => (*c, "proxy_error", "request failed"),
+            (ErrorSource::Downstream, ReadTimedout) => (408, "request_timeout", "request body not received in time"),
+            (ErrorSource::Downstream, ReadError | WriteError | ConnectionClosed | WriteTimedout) => (0, "", ""),
+            (ErrorSource::Downstream, _) => (400, "invalid_request", "malformed request"),
+            (_, ConnectTimedout | ReadTimedout | WriteTimedout) => {
                 (504, "upstream_timeout", "the upstream did not answer in time")
             }
-            HTTPStatus(c) => (*c, "proxy_error", "request failed"),
-            _ => match e.esource() {
-                ErrorSource::Upstream => (502, "bad_gateway", "the upstream is unreachable or failed"),
-                ErrorSource::Downstream => match e.etype() {
-                    ReadError | WriteError | ConnectionClosed => (0, "", ""),
-                    _ => (400, "invalid_request", "malformed request"),
-                },
-                _ => (500, "server_error", "internal error"),
-            },
+            (ErrorSource::Upstream, _) => (502, "bad_gateway", "the upstream is unreachable or failed"),
+            _ => (500, "server_error", "internal error"),
         };
         ctx.outcome = match code {
+            408 => "request_timeout",
             504 => "upstream_timeout",
             502 => "upstream_error",
             0 => "client_gone",
