@@ -40,7 +40,6 @@ pub struct Ctx {
     allowed: Option<Allowed>,
     /// What happened, for the access log and metrics.
     outcome: &'static str,
-    client_id: Option<String>,
     upstream_latency: Option<f64>,
 }
 
@@ -53,19 +52,22 @@ impl Drop for Ctx {
 /// Largest request header block accepted (all names and values), in bytes.
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 
-fn header_bytes(req: &RequestHeader) -> usize {
-    req.headers
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len() + 4)
-        .sum::<usize>()
-        + req.uri.to_string().len()
+fn header_bytes(req: &RequestHeader, raw: Option<&[u8]>) -> usize {
+    match raw {
+        Some(r) => r.len(),
+        None => req
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum::<usize>(),
+    }
 }
 
 /// Requests whose size or framing could be read two ways are refused before anything else:
 /// an oversized header block (431), more than one Content-Length, Content-Length beside
 /// Transfer-Encoding, or a transfer coding other than chunked (request smuggling, RFC 9112 §6).
 fn framing_problem(req: &RequestHeader, raw: Option<&[u8]>) -> Option<Reply> {
-    if header_bytes(req) > MAX_HEADER_BYTES {
+    if header_bytes(req, raw) > MAX_HEADER_BYTES {
         return Some(Reply::error(431, "invalid_request", "request header fields too large"));
     }
     let mut cl_count = 0;
@@ -76,7 +78,8 @@ fn framing_problem(req: &RequestHeader, raw: Option<&[u8]>) -> Option<Reply> {
     // pingora drops Content-Length when Transfer-Encoding is present; the raw header still shows it.
     if !te.is_empty() && cl_count == 0 {
         let raw_cl = raw.is_some_and(|r| {
-            r.split(|&b| b == b'\n').any(|line| line.len() > 15 && line[..15].eq_ignore_ascii_case(b"content-length:"))
+            r.split(|&b| b == b'\n')
+                .any(|line| line.len() > 15 && line[..15].eq_ignore_ascii_case(b"content-length:"))
         });
         cl_count += usize::from(raw_cl);
     }
@@ -84,10 +87,22 @@ fn framing_problem(req: &RequestHeader, raw: Option<&[u8]>) -> Option<Reply> {
         return Some(Reply::error(400, "invalid_request", "more than one Content-Length"));
     }
     if !te.is_empty() && cl_count > 0 {
-        return Some(Reply::error(400, "invalid_request", "Content-Length together with Transfer-Encoding"));
+        return Some(Reply::error(
+            400,
+            "invalid_request",
+            "Content-Length together with Transfer-Encoding",
+        ));
     }
-    if te.len() > 1 || te.first().is_some_and(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked")) {
-        return Some(Reply::error(501, "invalid_request", "only Transfer-Encoding: chunked is supported"));
+    if te.len() > 1
+        || te
+            .first()
+            .is_some_and(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked"))
+    {
+        return Some(Reply::error(
+            501,
+            "invalid_request",
+            "only Transfer-Encoding: chunked is supported",
+        ));
     }
     None
 }
@@ -123,7 +138,6 @@ impl ProxyHttp for Tollgate {
             path: String::new(),
             allowed: None,
             outcome: "",
-            client_id: None,
             upstream_latency: None,
         }
     }
@@ -168,7 +182,6 @@ impl ProxyHttp for Tollgate {
                 } else {
                     "public"
                 };
-                ctx.client_id = allowed.identity.as_ref().map(|i| i.client_id.clone());
                 ctx.allowed = Some(allowed);
                 Ok(false)
             }
@@ -275,7 +288,7 @@ impl ProxyHttp for Tollgate {
             path = %ctx.path,
             route,
             status,
-            client_id = ctx.client_id.as_deref().unwrap_or(""),
+            client_id = ctx.allowed.as_ref().and_then(|a| a.identity.as_deref()).map(|i| i.client_id.as_str()).unwrap_or(""),
             outcome = ctx.outcome,
             latency_us,
         );

@@ -197,7 +197,11 @@ pub fn load(path: &Path, opts: LoadOptions) -> Result<Snapshot, ConfigError> {
 }
 
 fn line_of(text: &str, offset: usize) -> String {
-    let line = text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1;
+    let line = text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1;
     format!("line {line}")
 }
 

@@ -150,10 +150,21 @@ fn broken_toml_names_the_line() {
 #[test]
 fn parse_errors_never_quote_a_value() {
     let dir = demo_dir();
-    let err = load(&write(dir.path(), "[server]\nlisten = \"127.0.0.1:1\"\n[realms.d.clients.c]\nsecret = hunter2\n"), LoadOptions::default())
-        .unwrap_err()
-        .to_string();
+    let err = load(
+        &write(
+            dir.path(),
+            "[server]\nlisten = \"127.0.0.1:1\"\n[realms.d.clients.c]\nsecret = hunter2\n",
+        ),
+        LoadOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(!err.contains("hunter2"), "{err}");
-    let err = load(&write(dir.path(), "[server]\nlisten = \"a\"\nlisten = \"b\"\n"), LoadOptions::default()).unwrap_err().to_string();
+    let err = load(
+        &write(dir.path(), "[server]\nlisten = \"a\"\nlisten = \"b\"\n"),
+        LoadOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("`listen`"), "duplicate keys are named: {err}");
 }

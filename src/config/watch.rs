@@ -36,7 +36,9 @@ pub fn reload(state: &State) -> Reloaded {
                 tracing::warn!("{w}");
             }
             let old = &state.config.load().server;
-            if (old.listen, old.tls_listen, old.admin_listen) != (snap.server.listen, snap.server.tls_listen, snap.server.admin_listen) {
+            if (old.listen, old.tls_listen, old.admin_listen)
+                != (snap.server.listen, snap.server.tls_listen, snap.server.admin_listen)
+            {
                 tracing::warn!("listener addresses changed in the config; they take effect only at the next start");
             }
             let hash = snap.hash.clone();
@@ -151,10 +153,10 @@ pub async fn run(state: Arc<State>, mut shutdown: tokio::sync::watch::Receiver<b
             .unwrap_or(Reloaded::Rejected);
         if outcome == Reloaded::Applied {
             if !state.config.load().server.watch {
-        tracing::info!("server.watch = false: config reloads on SIGHUP only");
-        watcher = None;
-    }
-    rewatch(&mut watcher, &state.config.load().files);
+                tracing::info!("server.watch = false: config reloads on SIGHUP only");
+                watcher = None;
+            }
+            rewatch(&mut watcher, &state.config.load().files);
         }
     }
 }

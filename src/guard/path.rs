@@ -46,6 +46,40 @@ fn unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
+/// The common case: nothing to decode, no dot segment, no empty segment. Such a path is
+/// already normal.
+fn is_plain(raw: &[u8]) -> bool {
+    let mut prev = 0u8;
+    for &b in raw {
+        let ok = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'/' | b'-'
+                    | b'_'
+                    | b'~'
+                    | b'.'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b':'
+                    | b'@'
+            );
+        if !ok || (b == b'/' && prev == b'/') || (b == b'.' && prev == b'/') {
+            return false;
+        }
+        prev = b;
+    }
+    true
+}
+
 /// Normalise the path part of a request target (no query).
 pub fn normalise(raw: &str) -> Result<String, PathError> {
     let raw = raw.as_bytes();
@@ -54,6 +88,10 @@ pub fn normalise(raw: &str) -> Result<String, PathError> {
     }
     if raw.first() != Some(&b'/') {
         return Err(PathError::NotAbsolute);
+    }
+    if is_plain(raw) {
+        // Checked to be ASCII by is_plain.
+        return Ok(String::from_utf8_lossy(raw).into_owned());
     }
     // Pass 1: decode unreserved escapes, keep the rest upper-cased.
     let mut decoded = Vec::with_capacity(raw.len());
