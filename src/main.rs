@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 // pingora allocates per request and per connection; mimalloc's thread-local pools take most of
 // glibc malloc's locking out of that path (see bench/README.md).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -8,6 +8,7 @@ use crate::state::State;
 use async_trait::async_trait;
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::{L4BufferSettings, ListenerConfig, DEFAULT_L4_WRITE_BUFFER_SIZE};
 use pingora::server::configuration::ServerConf;
 use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
@@ -87,8 +88,11 @@ pub fn run(config_path: &Path) -> Result<(), String> {
         opts.keepalive_request_limit = Some(10_000);
         app.server_options = Some(opts);
     }
+    // pingora gives each downstream connection a 64 KiB read buffer; 16 KiB streams bodies
+    // just as well and keeps 1,000 idle keep-alive connections from costing 64 MB.
+    let l4 = || L4BufferSettings::new(16 * 1024, DEFAULT_L4_WRITE_BUFFER_SIZE);
     if let Some(a) = listen {
-        proxy.add_tcp(&a.to_string());
+        proxy.add_listener(ListenerConfig::tcp(a.to_string()).l4_buffer(l4()));
     }
     if let Some(a) = tls_listen {
         let cert = settings
@@ -103,7 +107,7 @@ pub fn run(config_path: &Path) -> Result<(), String> {
             .unwrap_or_default();
         let mut tls = TlsSettings::intermediate(&cert, &key).map_err(|e| format!("server.tls_cert/tls_key: {e}"))?;
         tls.enable_h2();
-        proxy.add_tls_with_settings(&a.to_string(), None, tls);
+        proxy.add_listener(ListenerConfig::tcp(a.to_string()).tls(tls).l4_buffer(l4()));
     }
     server.add_service(proxy);
     if let Some(a) = admin {
