@@ -21,6 +21,11 @@ impl Reply {
         }
     }
 
+    /// A response without a body (RFC 7009 revocation answers so).
+    pub fn empty(status: u16) -> Self {
+        Reply { status, headers: Vec::new(), body: Bytes::new() }
+    }
+
     /// `{"error","error_description"}`: the one shape of every error body.
     pub fn error(status: u16, error: &str, description: &str) -> Self {
         Self::json(
@@ -39,12 +44,11 @@ impl Reply {
         self.header("cache-control", "no-store").header("pragma", "no-cache")
     }
 
-    pub fn to_header(&self, head_only: bool) -> pingora::Result<ResponseHeader> {
+    pub fn to_header(&self) -> pingora::Result<ResponseHeader> {
         let mut h = ResponseHeader::build(self.status, Some(self.headers.len() + 2))?;
         for (k, v) in &self.headers {
             h.insert_header(*k, v.as_str())?;
         }
-        let _ = head_only;
         h.insert_header("content-length", self.body.len().to_string())?;
         Ok(h)
     }
@@ -53,7 +57,7 @@ impl Reply {
 /// Write `reply` as the whole response of `session`.
 pub async fn send(session: &mut Session, reply: &Reply) -> pingora::Result<()> {
     let head_only = session.req_header().method == http::Method::HEAD;
-    let header = reply.to_header(head_only)?;
+    let header = reply.to_header()?;
     let body_empty = reply.body.is_empty() || head_only;
     session.write_response_header(Box::new(header), body_empty).await?;
     if !body_empty {

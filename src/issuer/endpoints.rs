@@ -124,5 +124,5 @@ pub fn revoke(state: &State, realm: &Realm, req: &Request) -> Result<Reply, OAut
             state.token_cache.remove_jti(&id.jti);
         }
     }
-    Ok(Reply::json(200, "").no_store())
+    Ok(Reply::empty(200).no_store())
 }

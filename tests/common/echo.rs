@@ -15,33 +15,7 @@ pub struct Echo {
 }
 
 pub fn start() -> Echo {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let connections = Arc::new(AtomicUsize::new(0));
-    let conns = connections.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            loop {
-                let Ok((sock, _)) = listener.accept().await else {
-                    continue;
-                };
-                conns.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(async move {
-                    let _ = serve(sock).await;
-                });
-            }
-        });
-    });
-    Echo {
-        addr: rx.recv().unwrap(),
-        connections,
-    }
+    spawn(None)
 }
 
 /// The same echo upstream behind TLS, with the given PEM certificate chain and key.
@@ -55,37 +29,36 @@ pub fn start_tls(cert_pem: &str, key_pem: &str) -> Echo {
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    spawn(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
+}
+
+/// Run the echo server on its own thread and runtime; plain TCP, or TLS with `acceptor`.
+fn spawn(acceptor: Option<tokio_rustls::TlsAcceptor>) -> Echo {
     let (tx, rx) = std::sync::mpsc::channel();
     let connections = Arc::new(AtomicUsize::new(0));
     let conns = connections.clone();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         rt.block_on(async move {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(listener.local_addr().unwrap()).unwrap();
             loop {
-                let Ok((sock, _)) = listener.accept().await else {
-                    continue;
-                };
+                let Ok((sock, _)) = listener.accept().await else { continue };
                 conns.fetch_add(1, Ordering::Relaxed);
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    if let Ok(tls) = acceptor.accept(sock).await {
-                        let _ = serve(tls).await;
-                    }
+                    let _ = match acceptor {
+                        None => serve(sock).await,
+                        Some(a) => match a.accept(sock).await {
+                            Ok(tls) => serve(tls).await,
+                            Err(e) => Err(e),
+                        },
+                    };
                 });
             }
         });
     });
-    Echo {
-        addr: rx.recv().unwrap(),
-        connections,
-    }
+    Echo { addr: rx.recv().unwrap(), connections }
 }
 
 fn rustls_pemfile_certs(pem_text: &str) -> Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>> {
