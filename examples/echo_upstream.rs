@@ -16,6 +16,7 @@ fn main() -> std::io::Result<()> {
 }
 
 fn serve(stream: std::net::TcpStream) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
     let mut w = stream.try_clone()?;
     let mut r = BufReader::new(stream);
     loop {
@@ -52,10 +53,11 @@ fn serve(stream: std::net::TcpStream) -> std::io::Result<()> {
             "{{\"method\":{method:?},\"path\":{path:?},\"identity\":{{{}}}}}\n",
             auth.join(",")
         );
-        write!(
-            w,
+        let resp = format!(
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
             body.len()
-        )?;
+        );
+        // One write, no Nagle: a response split over segments would wait out delayed ACKs.
+        w.write_all(resp.as_bytes())?;
     }
 }
