@@ -284,6 +284,8 @@ fn path_tricks_never_reach_a_route_the_roles_do_not_allow() {
         ("/public/../../api/orders", &[400]),
         ("/%61pi/orders", &[403]),
         ("/public;/../api/orders", &[403]),
+        ("/public/..;/api/orders", &[400]),
+        ("/public/%2e%2e;x/api/orders", &[400]),
     ];
     for (path, allowed) in cases {
         let req =

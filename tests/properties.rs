@@ -151,6 +151,19 @@ proptest! {
         }
     }
 
+    /// Long paths of non-ASCII text: escaping grows them up to ninefold (U+FFFD is
+    /// `%EF%BF%BD`), and an accepted one must still fit the limit and be its own normal form.
+    #[test]
+    fn long_escaped_paths_meet_the_invariants(
+        s in "[a/\u{e9}\u{20ac}\u{1f600}\u{fffd}]{600,1600}",
+    ) {
+        let input = format!("/{s}");
+        if let Ok(out) = normalise(&input) {
+            check_invariants(&input, &out)?;
+            prop_assert!(out.len() <= tollgate::guard::path::MAX_PATH);
+        }
+    }
+
     /// Plain segments separated by runs of '/' normalise to themselves with the runs collapsed.
     #[test]
     fn plain_segments_only_lose_duplicate_slashes(

@@ -13,6 +13,7 @@ pub enum PathError {
     Backslash,
     ControlCharacter,
     AboveRoot,
+    DotParameters,
     TooLong,
 }
 
@@ -25,6 +26,7 @@ impl PathError {
             PathError::Backslash => "path holds a backslash",
             PathError::ControlCharacter => "path holds a control character",
             PathError::AboveRoot => "path climbs above the root",
+            PathError::DotParameters => "path holds a dot segment with parameters (\"..;\")",
             PathError::TooLong => "path too long",
         }
     }
@@ -134,6 +136,13 @@ pub fn normalise(raw: &str) -> Result<String, PathError> {
     let last = segments.len() - 1;
     let mut trailing_slash = false;
     for (n, seg) in segments.iter().enumerate() {
+        // `..;x` is `..` to servers that strip path parameters (Tomcat, Jetty): refuse it
+        // rather than guess which reading the upstream takes.
+        if let Some(semi) = seg.iter().position(|&b| b == b';') {
+            if matches!(&seg[..semi], b"." | b"..") {
+                return Err(PathError::DotParameters);
+            }
+        }
         match *seg {
             b"" | b"." => trailing_slash = n == last,
             b".." => {
@@ -155,6 +164,11 @@ pub fn normalise(raw: &str) -> Result<String, PathError> {
     }
     if path.is_empty() || trailing_slash {
         path.push(b'/');
+    }
+    // Escaping can triple a byte: the normal form must fit the limit too, or it would not be
+    // its own normal form (found by fuzz/fuzz_targets/path.rs).
+    if path.len() > MAX_PATH {
+        return Err(PathError::TooLong);
     }
     // Only ASCII was kept unescaped, so this cannot fail.
     String::from_utf8(path).map_err(|_| PathError::BadEscape)
@@ -200,12 +214,28 @@ mod tests {
         assert_eq!(n("/a%2"), Err(PathError::BadEscape));
         assert_eq!(n("a/b"), Err(PathError::NotAbsolute));
         assert_eq!(n("/a\tb"), Err(PathError::ControlCharacter));
+        assert_eq!(n("/public/..;/admin"), Err(PathError::DotParameters));
+        assert_eq!(n("/public/.;x/admin"), Err(PathError::DotParameters));
+        assert_eq!(n("/public/%2e%2e;/admin"), Err(PathError::DotParameters));
+        assert_eq!(n("/public/a..;b/x").unwrap(), "/public/a..;b/x");
     }
 
     #[test]
     fn double_encoding_is_not_decoded_twice() {
         assert_eq!(n("/api/%252e%252e/admin").unwrap(), "/api/%252e%252e/admin");
         assert_eq!(n("/a%252fb").unwrap(), "/a%252fb");
+    }
+
+    #[test]
+    fn escaping_cannot_grow_a_path_past_the_limit() {
+        // 2 733 bytes of input, 8 197 once 'é' is escaped: accepting it would give a path that
+        // does not normalise to itself (TooLong).
+        let long = format!("/{}", "\u{e9}".repeat(1366));
+        assert_eq!(n(&long), Err(PathError::TooLong));
+        let fits = format!("/a{}", "\u{e9}".repeat(1365));
+        let out = n(&fits).unwrap();
+        assert_eq!(out.len(), MAX_PATH);
+        assert_eq!(n(&out), Ok(out.clone()));
     }
 
     #[test]
