@@ -23,7 +23,11 @@ impl Reply {
 
     /// A response without a body (RFC 7009 revocation answers so).
     pub fn empty(status: u16) -> Self {
-        Reply { status, headers: Vec::new(), body: Bytes::new() }
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }
     }
 
     /// `{"error","error_description"}`: the one shape of every error body.

@@ -38,12 +38,18 @@ fn spawn(acceptor: Option<tokio_rustls::TlsAcceptor>) -> Echo {
     let connections = Arc::new(AtomicUsize::new(0));
     let conns = connections.clone();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async move {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(listener.local_addr().unwrap()).unwrap();
             loop {
-                let Ok((sock, _)) = listener.accept().await else { continue };
+                let Ok((sock, _)) = listener.accept().await else {
+                    continue;
+                };
                 conns.fetch_add(1, Ordering::Relaxed);
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
@@ -58,7 +64,10 @@ fn spawn(acceptor: Option<tokio_rustls::TlsAcceptor>) -> Echo {
             }
         });
     });
-    Echo { addr: rx.recv().unwrap(), connections }
+    Echo {
+        addr: rx.recv().unwrap(),
+        connections,
+    }
 }
 
 fn rustls_pemfile_certs(pem_text: &str) -> Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>> {
