@@ -29,7 +29,10 @@ fn repo() -> &'static Path {
 }
 
 fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// A claim set shaped like the ones tollgate issues (same fields, realistic lengths).
@@ -94,7 +97,11 @@ fn multi_alg_snapshot(dir: &Path) -> (Snapshot, PathBuf) {
         "[server]\nlisten = \"127.0.0.1:8080\"\ndefault_realm = \"demo\"\n\n\
          [[routes]]\nprefix = \"/api\"\nrealm = \"demo\"\nroles = [\"reader\"]\nupstream = \"127.0.0.1:9000\"\n\n",
     );
-    for (realm, alg, file) in [("demo", "RS256", "demo-rs256.pem"), ("es", "ES256", "demo-es256.pem"), ("ed", "EdDSA", "demo-eddsa.pem")] {
+    for (realm, alg, file) in [
+        ("demo", "RS256", "demo-rs256.pem"),
+        ("es", "ES256", "demo-es256.pem"),
+        ("ed", "EdDSA", "demo-eddsa.pem"),
+    ] {
         toml.push_str(&format!(
             "[realms.{realm}]\nroles = [\"reader\"]\n\
              signing_keys = [{{ kid = \"{realm}-key\", alg = \"{alg}\", private_key = \"{file}\" }}]\n\
@@ -134,12 +141,19 @@ fn bench_issue(c: &mut Criterion) {
     let mut g = c.benchmark_group("token_endpoint_es256");
     for (name, basic) in [
         ("plaintext_secret", "Basic cHJvZHVjdC1zYS1jbGllbnQ6cGFzc3dvcmQ="), // product-sa-client:password
-        ("argon2_secret_cached", "Basic aGFzaGVkLWNsaWVudDpzZWNyZXQ="),    // hashed-client:secret
+        ("argon2_secret_cached", "Basic aGFzaGVkLWNsaWVudDpzZWNyZXQ="),     // hashed-client:secret
     ] {
-        let req = endpoints::Request { authorization: Some(basic.as_bytes()), body, peer: "127.0.0.1", now: now() };
+        let req = endpoints::Request {
+            authorization: Some(basic.as_bytes()),
+            body,
+            peer: "127.0.0.1",
+            now: now(),
+        };
         // The first call pays argon2 once and fills the verification cache, as in the server.
         endpoints::token(&state, &realm, &req).expect("client authenticates");
-        g.bench_function(name, |b| b.iter(|| endpoints::token(&state, &realm, black_box(&req)).unwrap()));
+        g.bench_function(name, |b| {
+            b.iter(|| endpoints::token(&state, &realm, black_box(&req)).unwrap())
+        });
     }
     g.finish();
 }
@@ -147,7 +161,10 @@ fn bench_issue(c: &mut Criterion) {
 fn bench_verify_and_guard(c: &mut Criterion) {
     let (snapshot, path) = demo_snapshot();
     let realm: Arc<_> = snapshot.realm("demo").expect("realm demo").clone();
-    let client = realm.clients.get("product-sa-client").expect("client product-sa-client");
+    let client = realm
+        .clients
+        .get("product-sa-client")
+        .expect("client product-sa-client");
     let t = now();
     let body = grant::issue(&realm, client, "profile email", "127.0.0.1", t, None).expect("issue");
     let token = access_token_of(&body);
@@ -166,8 +183,15 @@ fn bench_verify_and_guard(c: &mut Criterion) {
     tollgate::guard::check(&state, &snap, &get, "/api/orders/1", Some(header.as_bytes()), t).expect("allowed");
     g.bench_function("check_cached_token", |b| {
         b.iter(|| {
-            tollgate::guard::check(&state, &snap, &get, black_box("/api/orders/1"), Some(black_box(header.as_bytes())), t)
-                .unwrap()
+            tollgate::guard::check(
+                &state,
+                &snap,
+                &get,
+                black_box("/api/orders/1"),
+                Some(black_box(header.as_bytes())),
+                t,
+            )
+            .unwrap()
         })
     });
     g.bench_function("check_public_route", |b| {
