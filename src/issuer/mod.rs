@@ -177,7 +177,11 @@ async fn read_body(session: &mut Session, max: usize, timeout: std::time::Durati
         let chunk = tokio::time::timeout_at(deadline, session.read_request_body())
             .await
             .map_err(|_| OAuthError::RequestTimeout)?
-            .map_err(|_| OAuthError::InvalidRequest("could not read the request body".into()))?;
+            .map_err(|e| match e.etype() {
+                // pingora's own per-read timeout (also client_timeout) may fire first.
+                pingora::ErrorType::ReadTimedout => OAuthError::RequestTimeout,
+                _ => OAuthError::InvalidRequest("could not read the request body".into()),
+            })?;
         let Some(chunk) = chunk else { break };
         if body.len() + chunk.len() > max {
             return Err(OAuthError::PayloadTooLarge(max));
