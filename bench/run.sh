@@ -1,0 +1,548 @@
+#!/usr/bin/env bash
+# tollgate load benchmark: tollgate vs an nginx proxy_pass baseline, token issuance per signing
+# algorithm, argon2 vs plaintext client secrets, latency added by auth at half of peak load,
+# RSS under 1000 keep-alive connections, and time from start to listening.
+#
+# Everything runs on 127.0.0.1 of this machine. See bench/README.md for what each number means.
+#
+#   bench/run.sh                 # ~5 minutes once tollgate is built
+#   DURATION=5 REPEAT=1 bench/run.sh    # quicker, noisier
+#   PROFILE=1 bench/run.sh       # also perf-record tollgate under load and print the top symbols
+#
+# Knobs (environment): DURATION seconds per wrk run (10), REPEAT interleaved rounds of the proxy
+# scenarios (3), ISSUE_REPEAT rounds of the issuance scenarios (2), CONNS wrk connections (16),
+# WRK_THREADS (1), PROFILE (0), KEEP=1 keeps the temp dir.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+DURATION=${DURATION:-10}
+REPEAT=${REPEAT:-3}
+ISSUE_REPEAT=${ISSUE_REPEAT:-2}
+CONNS=${CONNS:-16}
+WRK_THREADS=${WRK_THREADS:-1}
+PROFILE=${PROFILE:-0}
+KEEP=${KEEP:-0}
+BIN="$ROOT/target/release/tollgate"
+
+log() { printf '%s\n' "$*" >&2; }
+die() { log "bench: $*"; exit 1; }
+
+# ---------------------------------------------------------------- tools and build
+if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+need=()
+for tool in nginx wrk curl openssl; do
+  command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || need+=("$tool")
+done
+if [ "$PROFILE" = "1" ] && ! command -v perf >/dev/null 2>&1; then need+=(linux-perf); fi
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+scripts/ensure-tools.sh # cmake, for pingora's zlib-ng
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+log "building tollgate (cargo build --release)"
+cargo build --release --quiet
+[ -x "$BIN" ] || die "no $BIN after the build"
+
+# Up to 1000 client connections plus as many upstream ones.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+NPROC=$(nproc)
+CLK_TCK=$(getconf CLK_TCK)
+WORK=$(mktemp -d /tmp/tollgate-bench.XXXXXX)
+
+# ---------------------------------------------------------------- process bookkeeping
+# "pid signal" pairs of everything this script started, stopped in reverse order on exit.
+STARTED=()
+cleanup() {
+  local i entry pid sig
+  set +e
+  for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do
+    entry=${STARTED[$i]}
+    pid=${entry% *}
+    sig=${entry#* }
+    kill -0 "$pid" 2>/dev/null && kill "-$sig" "$pid" 2>/dev/null
+  done
+  for entry in "${STARTED[@]}"; do
+    pid=${entry% *}
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+  done
+  wait 2>/dev/null
+  if [ "$KEEP" = "1" ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+forget() { # drop a pid from STARTED once it was stopped
+  local keep=() e
+  for e in "${STARTED[@]}"; do [ "${e% *}" = "$1" ] || keep+=("$e"); done
+  STARTED=("${keep[@]}")
+}
+
+USED_PORTS=" "
+free_port() { # a TCP port on 127.0.0.1 that nothing listens on and this run has not handed out
+  local p
+  for _ in $(seq 1 200); do
+    p=$((20000 + RANDOM % 40000))
+    case "$USED_PORTS" in *" $p "*) continue ;; esac
+    if [ -z "$(ss -Htan "( sport = :$p )" 2>/dev/null)" ]; then
+      USED_PORTS="$USED_PORTS$p "
+      echo "$p"
+      return
+    fi
+  done
+  die "no free port found"
+}
+
+cpu_ticks() { # "user system" CPU (all threads) of the given pids, in clock ticks
+  local user=0 sys=0 pid line
+  local -a f
+  for pid in "$@"; do
+    read -r line <"/proc/$pid/stat"
+    read -r -a f <<<"${line##*) }" # fields from 3 (state) on: utime is [11], stime [12]
+    user=$((user + f[11]))
+    sys=$((sys + f[12]))
+  done
+  echo "$user $sys"
+}
+
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+# ---------------------------------------------------------------- configs
+fill() { # template -> output, replacing @KEY@ by the values of the given variables
+  local src=$1 dst=$2
+  shift 2
+  local expr=() kv
+  for kv in "$@"; do expr+=(-e "s|@${kv%%=*}@|${kv#*=}|g"); done
+  sed "${expr[@]}" "$src" >"$dst"
+}
+
+UPSTREAM_PORT=$(free_port)
+PROXY_PORT=$(free_port)
+STARTUP_PORT=$(free_port)
+NGINX_USER=""
+[ "$(id -u)" -eq 0 ] && NGINX_USER="user root;"
+mkdir -p "$WORK"/nginx-upstream-tmp "$WORK"/nginx-proxy-tmp
+fill bench/nginx-upstream.conf "$WORK/nginx-upstream.conf" WORK="$WORK" UPSTREAM_PORT="$UPSTREAM_PORT" USER="$NGINX_USER"
+fill bench/nginx-proxy.conf "$WORK/nginx-proxy.conf" WORK="$WORK" UPSTREAM_PORT="$UPSTREAM_PORT" \
+  PROXY_PORT="$PROXY_PORT" WORKERS="$NPROC" USER="$NGINX_USER"
+
+cp certs/demo-rs256.pem certs/demo-es256.pem certs/demo-eddsa.pem "$WORK/"
+HASHED=$(printf '%s' secret | "$BIN" hash-secret)
+# shellcheck disable=SC2016 # a literal '$'
+case "$HASHED" in '$argon2id$'*) ;; *) die "hash-secret printed no argon2id PHC string" ;; esac
+fill bench/tollgate.toml "$WORK/tollgate.toml" LISTEN_PORT=0 UPSTREAM_PORT="$UPSTREAM_PORT" HASHED_SECRET="$HASHED"
+fill bench/tollgate.toml "$WORK/tollgate-startup.toml" LISTEN_PORT="$STARTUP_PORT" UPSTREAM_PORT="$UPSTREAM_PORT" HASHED_SECRET="$HASHED"
+"$BIN" check --config "$WORK/tollgate.toml" >"$WORK/check.txt" || { cat "$WORK/check.txt" >&2; die "bench config does not load"; }
+
+# ---------------------------------------------------------------- starting servers
+wait_port() { # port [seconds]
+  local deadline=$((SECONDS + ${2:-10}))
+  until { : <>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null; do
+    [ $SECONDS -lt $deadline ] || die "nothing listens on 127.0.0.1:$1"
+    sleep 0.05
+  done
+}
+
+start_nginx() { # name conf port -> sets NGINX_PID
+  "$NGINX" -p "$WORK" -c "$2" -e "$WORK/$1.error.log" >"$WORK/$1.out" 2>&1 &
+  NGINX_PID=$!
+  STARTED+=("$NGINX_PID TERM")
+  wait_port "$3"
+}
+
+TG_PID="" TG_HTTP="" TG_ADMIN=""
+start_tollgate() { # RUST_LOG level, stderr file
+  local level=$1 errfile=$2 line=""
+  : >"$WORK/tollgate.out"
+  RUST_LOG=$level "$BIN" --config "$WORK/tollgate.toml" >"$WORK/tollgate.out" 2>"$errfile" &
+  TG_PID=$!
+  STARTED+=("$TG_PID INT")
+  for _ in $(seq 1 200); do
+    line=$(grep -m1 '^tollgate listening' "$WORK/tollgate.out" || true)
+    [ -n "$line" ] && break
+    kill -0 "$TG_PID" 2>/dev/null || { cat "$errfile" >&2; die "tollgate exited at start"; }
+    sleep 0.05
+  done
+  [ -n "$line" ] || die "tollgate printed no 'tollgate listening' line"
+  TG_HTTP=$(sed -E 's/.* http=([^ ]+).*/\1/' <<<"$line")
+  TG_ADMIN=$(sed -E 's/.* admin=([^ ]+).*/\1/' <<<"$line")
+  for _ in $(seq 1 200); do
+    curl -fsS -o /dev/null "http://$TG_ADMIN/readyz" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  die "tollgate never became ready (http://$TG_ADMIN/readyz)"
+}
+
+stop_tollgate() {
+  kill -INT "$TG_PID" 2>/dev/null || true
+  wait "$TG_PID" 2>/dev/null || true
+  forget "$TG_PID"
+}
+
+b64() { printf '%s' "$1" | base64 | tr -d '\n'; }
+AUTH_PLAIN="Basic $(b64 product-sa-client:password)"
+AUTH_HASHED="Basic $(b64 hashed-client:secret)"
+token_path() { echo "/realms/$1/protocol/openid-connect/token"; }
+
+fetch_token() { # realm, Authorization value -> the access token
+  local resp
+  resp=$(curl -fsS -X POST "http://$TG_HTTP$(token_path "$1")" -H "Authorization: $2" -d grant_type=client_credentials) ||
+    die "token request to realm $1 failed"
+  sed -nE 's/.*"access_token":"([^"]+)".*/\1/p' <<<"$resp"
+}
+
+expect_200() { # url [curl args...]
+  local code
+  code=$(curl -s -o /dev/null -w '%{http_code}' "$@")
+  [ "$code" = "200" ] || die "expected 200 from $* , got $code"
+}
+
+# ---------------------------------------------------------------- measuring
+# Results by scenario name: space-separated samples (one per round).
+declare -A S_RPS S_P99 S_CPU S_SYS S_REQS S_BAD
+declare -A SC_URL SC_PIDS SC_ARGS SC_ENV
+
+fmt_us() { awk -v x="$1" 'BEGIN { if (x >= 10000) printf "%.1fms", x / 1000; else printf "%.0fus", x }'; }
+
+parse_wrk() { # wrk --latency output -> "requests rps p99_us bad"
+  awk '
+    / requests in / { reqs = $1 }
+    /^Requests\/sec:/ { rps = $2 }
+    /^ +99%/ {
+      v = $2; n = v + 0
+      if (v ~ /us$/) us = n; else if (v ~ /ms$/) us = n * 1000; else if (v ~ /m$/) us = n * 60e6; else if (v ~ /s$/) us = n * 1e6
+    }
+    /Non-2xx or 3xx responses:/ { bad += $NF }
+    /Socket errors:/ { gsub(",", ""); bad += $4 + $6 + $8 + $10 }
+    END { printf "%d %.1f %.0f %d\n", reqs, rps, us, bad }
+  ' "$1"
+}
+
+# run_wrk NAME "PIDS" [env assignments...] -- wrk args...
+# Runs wrk once, counts the CPU the given server pids used meanwhile, appends a sample.
+run_wrk() {
+  local name=$1 pids=$2
+  shift 2
+  local envs=()
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do envs+=("$1"); shift; done
+  shift
+  local out="$WORK/wrk-$name-$RANDOM.txt" u0 s0 u1 s1 reqs rps p99 bad cpu sys
+  # shellcheck disable=SC2086
+  read -r u0 s0 < <(cpu_ticks $pids)
+  env "${envs[@]}" wrk --latency "$@" >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed for $name"; }
+  # shellcheck disable=SC2086
+  read -r u1 s1 < <(cpu_ticks $pids)
+  read -r reqs rps p99 bad < <(parse_wrk "$out")
+  [ "${reqs:-0}" -gt 0 ] || { cat "$out" >&2; die "wrk made no requests for $name"; }
+  cpu=$(awk -v d=$((u1 - u0 + s1 - s0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN { printf "%.1f", d * 1e6 / hz / n }')
+  sys=$(awk -v s=$((s1 - s0)) -v d=$((u1 - u0 + s1 - s0)) 'BEGIN { printf "%.0f", d ? 100 * s / d : 0 }')
+  S_SYS[$name]+="$sys "
+  S_RPS[$name]+="$rps "
+  S_P99[$name]+="$p99 "
+  S_CPU[$name]+="$cpu "
+  S_REQS[$name]+="$reqs "
+  S_BAD[$name]+="$bad "
+  [ "$bad" -eq 0 ] || log "WARNING: $name: $bad non-2xx responses or socket errors (see $out)"
+  log "$(printf '  %-22s %10s req/s  p99 %8s  cpu %7s us/req  (%s requests)' "$name" "$rps" "$(fmt_us "$p99")" "$cpu" "$reqs")"
+}
+
+median() { # numbers... -> median
+  printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.1f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+med() { # metric-array-name scenario -> median of its samples
+  local -n arr=$1
+  # shellcheck disable=SC2086
+  median ${arr[$2]}
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+verdict() { # value op limit -> PASS/FAIL
+  awk -v v="$1" -v l="$3" -v op="$2" 'BEGIN {
+    ok = (op == "<=") ? (v <= l) : (op == "<") ? (v < l) : (op == ">=") ? (v >= l) : 0
+    print ok ? "PASS" : "FAIL" }'
+}
+
+scenario() { # define: name url pids-expression [env assignments...] [-- extra wrk args...]
+  local name=$1 url=$2 pids=$3
+  shift 3
+  local envs=()
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do envs+=("$1"); shift; done
+  [ $# -gt 0 ] && shift
+  SC_URL[$name]=$url
+  SC_PIDS[$name]=$pids # evaluated at run time: tollgate's pid changes on restart
+  SC_ENV[$name]=$(printf '%s\n' "${envs[@]}")
+  SC_ARGS[$name]=$(printf '%s\n' "$@")
+}
+
+run_scenario() { # name duration conns
+  local name=$1 dur=$2 conns=$3 envs=() args=()
+  [ -n "${SC_ENV[$name]}" ] && mapfile -t envs <<<"${SC_ENV[$name]}"
+  [ -n "${SC_ARGS[$name]}" ] && mapfile -t args <<<"${SC_ARGS[$name]}"
+  run_wrk "$name" "$(eval echo "${SC_PIDS[$name]}")" "${envs[@]}" -- \
+    -t"$WRK_THREADS" -c"$conns" -d"${dur}s" "${args[@]}" "${SC_URL[$name]}"
+}
+
+# ================================================================ the run
+START_TS=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+log "== tollgate bench, $START_TS, work dir $WORK"
+
+# ---------------------------------------------------------------- openssl reference
+log "== openssl speed (reference sign times, one core)"
+openssl speed -seconds 3 rsa2048 >"$WORK/openssl-rsa.txt" 2>/dev/null
+openssl speed -seconds 3 ecdsap256 >"$WORK/openssl-ec.txt" 2>/dev/null
+sign_per_s() { # the sign/s column of openssl speed's result line matching $2
+  awk -v pat="$2" '$0 ~ pat {
+    t = 0
+    for (i = 1; i <= NF; i++) {
+      if ($i ~ /^[0-9.]+s$/) { t++; continue }
+      if (t == 2 && $i ~ /^[0-9.]+$/) { print $i; exit }
+    }
+  }' "$1"
+}
+RSA_SIGN_S=$(sign_per_s "$WORK/openssl-rsa.txt" '^rsa +2048 bits')
+EC_SIGN_S=$(sign_per_s "$WORK/openssl-ec.txt" 'nistp256')
+if [ -z "$RSA_SIGN_S" ] || [ -z "$EC_SIGN_S" ]; then die "could not parse openssl speed output ($WORK/openssl-*.txt)"; fi
+RSA_SIGN_US=$(awk -v s="$RSA_SIGN_S" 'BEGIN { printf "%.1f", 1e6 / s }')
+EC_SIGN_US=$(awk -v s="$EC_SIGN_S" 'BEGIN { printf "%.1f", 1e6 / s }')
+log "  openssl rsa2048 sign: $RSA_SIGN_S/s = $RSA_SIGN_US us;  ecdsa p256 sign: $EC_SIGN_S/s = $EC_SIGN_US us"
+
+# ---------------------------------------------------------------- servers
+log "== starting nginx upstream :$UPSTREAM_PORT, nginx proxy :$PROXY_PORT ($NPROC workers), tollgate"
+start_nginx nginx-upstream "$WORK/nginx-upstream.conf" "$UPSTREAM_PORT"
+start_nginx nginx-proxy "$WORK/nginx-proxy.conf" "$PROXY_PORT"
+PROXY_MASTER=$NGINX_PID
+for _ in $(seq 1 50); do
+  PROXY_WORKERS=$(pgrep -P "$PROXY_MASTER" | tr '\n' ' ' || true)
+  [ "$(wc -w <<<"$PROXY_WORKERS")" -ge "$NPROC" ] && break
+  sleep 0.1
+done
+[ "$(wc -w <<<"$PROXY_WORKERS")" -ge 1 ] || die "no nginx proxy workers"
+
+start_tollgate warn "$WORK/tollgate.warn.log"
+log "  tollgate pid $TG_PID http=$TG_HTTP admin=$TG_ADMIN"
+
+TOKEN=$(fetch_token demo "$AUTH_PLAIN")
+[ -n "$TOKEN" ] || die "no access_token in the token response"
+for realm in demo-es256 demo-eddsa; do [ -n "$(fetch_token "$realm" "$AUTH_PLAIN")" ] || die "no token from $realm"; done
+[ -n "$(fetch_token demo-eddsa "$AUTH_HASHED")" ] || die "no token for the hashed-secret client"
+expect_200 "http://$TG_HTTP/api/orders/1" -H "Authorization: Bearer $TOKEN"
+expect_200 "http://$TG_HTTP/public/x"
+expect_200 "http://127.0.0.1:$PROXY_PORT/api/orders/1"
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://$TG_HTTP/api/orders/1")
+[ "$code" = "401" ] || die "the /api route answered $code without a token (expected 401)"
+
+BEARER="Authorization: Bearer $TOKEN"
+# shellcheck disable=SC2016 # pid expressions are evaluated when a scenario runs
+TG='$TG_PID'
+# shellcheck disable=SC2016
+NGX='$PROXY_WORKERS'
+scenario authorised "http://$TG_HTTP/api/orders/1" "$TG" -- -H "$BEARER"
+scenario public "http://$TG_HTTP/public/x" "$TG"
+scenario public_same_hdr "http://$TG_HTTP/public/x" "$TG" -- -H "$BEARER"
+scenario nginx_proxy "http://127.0.0.1:$PROXY_PORT/api/orders/1" "$NGX" -- -H "$BEARER"
+scenario issue_rs256 "http://$TG_HTTP$(token_path demo)" "$TG" "BENCH_AUTH=$AUTH_PLAIN" -- -s bench/token.lua
+scenario issue_es256 "http://$TG_HTTP$(token_path demo-es256)" "$TG" "BENCH_AUTH=$AUTH_PLAIN" -- -s bench/token.lua
+scenario issue_eddsa "http://$TG_HTTP$(token_path demo-eddsa)" "$TG" "BENCH_AUTH=$AUTH_PLAIN" -- -s bench/token.lua
+scenario issue_eddsa_argon2 "http://$TG_HTTP$(token_path demo-eddsa)" "$TG" "BENCH_AUTH=$AUTH_HASHED" -- -s bench/token.lua
+
+log "== warm-up (2s each, not counted)"
+for s in authorised public nginx_proxy issue_eddsa_argon2; do
+  run_scenario "$s" 2 "$CONNS" >/dev/null 2>&1 || true
+  unset "S_RPS[$s]" "S_P99[$s]" "S_CPU[$s]" "S_REQS[$s]" "S_BAD[$s]"
+done
+
+PROXY_SET=(authorised public public_same_hdr nginx_proxy)
+log "== proxy scenarios: $REPEAT interleaved rounds of ${DURATION}s, wrk -t$WRK_THREADS -c$CONNS"
+for round in $(seq 1 "$REPEAT"); do
+  log " round $round"
+  for s in "${PROXY_SET[@]}"; do run_scenario "$s" "$DURATION" "$CONNS"; done
+done
+
+ISSUE_SET=(issue_rs256 issue_es256 issue_eddsa issue_eddsa_argon2)
+log "== token issuance: $ISSUE_REPEAT interleaved rounds of ${DURATION}s, wrk -t$WRK_THREADS -c$CONNS"
+for round in $(seq 1 "$ISSUE_REPEAT"); do
+  log " round $round"
+  for s in "${ISSUE_SET[@]}"; do run_scenario "$s" "$DURATION" "$CONNS"; done
+done
+
+# ---------------------------------------------------------------- latency at half of peak
+PEAK=$(med S_RPS authorised)
+HALF=$(awk -v p="$PEAK" 'BEGIN { printf "%d", p / 2 }')
+PACE_MS=1
+log "== p99 at half of peak: target $HALF req/s (peak authorised $PEAK req/s), paced connections"
+# wrk cannot send at a fixed rate (wrk2 is not in apt): each connection waits PACE_MS before each
+# request (bench/paced.lua). Calibrate the number of connections on the authorised route, then
+# run the authorised and public routes with that same number.
+PACED_CONNS=$(awk -v h="$HALF" -v p="$PACE_MS" 'BEGIN { c = int(h * (p + 0.3) / 1000 + 0.5); if (c < 1) c = 1; print c }')
+scenario cal "http://$TG_HTTP/api/orders/1" "$TG" "BENCH_PACE_MS=$PACE_MS" -- -H "$BEARER" -s bench/paced.lua
+for _ in 1 2; do
+  run_scenario cal 3 "$PACED_CONNS" 2>/dev/null
+  got=$(awk '{ print $NF }' <<<"${S_RPS[cal]}")
+  PACED_CONNS=$(awk -v c="$PACED_CONNS" -v h="$HALF" -v g="$got" 'BEGIN { n = int(c * h / g + 0.5); if (n < 1) n = 1; if (n > 1000) n = 1000; print n }')
+done
+scenario paced_authorised "http://$TG_HTTP/api/orders/1" "$TG" "BENCH_PACE_MS=$PACE_MS" -- -H "$BEARER" -s bench/paced.lua
+scenario paced_public "http://$TG_HTTP/public/x" "$TG" "BENCH_PACE_MS=$PACE_MS" -- -s bench/paced.lua
+log "  $PACED_CONNS connections, ${PACE_MS}ms pause before each request"
+for s in paced_authorised paced_public; do run_scenario "$s" "$DURATION" "$PACED_CONNS"; done
+
+# ---------------------------------------------------------------- optional profile
+if [ "$PROFILE" = "1" ]; then
+  log "== perf profiles (PROFILE=1): authorised route, RS256 and ES256 issuance"
+  for s in authorised issue_rs256 issue_es256; do
+    perf record -F 999 -g -p "$TG_PID" -o "$WORK/perf-$s.data" -- sleep "$DURATION" >/dev/null 2>&1 &
+    perf_pid=$!
+    sleep 0.5
+    # Under its own name: a profiled run does not count among the samples above.
+    SC_URL[profile_$s]=${SC_URL[$s]} SC_PIDS[profile_$s]=${SC_PIDS[$s]}
+    SC_ENV[profile_$s]=${SC_ENV[$s]} SC_ARGS[profile_$s]=${SC_ARGS[$s]}
+    run_scenario "profile_$s" "$((DURATION - 1))" "$CONNS" 2>/dev/null
+    wait "$perf_pid" || true
+    {
+      echo "  by object:"
+      perf report -i "$WORK/perf-$s.data" --no-children --sort dso --stdio -g none 2>/dev/null |
+        grep -v -e '^#' -e '^$' | head -6
+      echo "  top symbols (self):"
+      perf report -i "$WORK/perf-$s.data" --no-children --sort dso,sym --stdio -g none --percent-limit 0.5 2>/dev/null |
+        grep -v -e '^#' -e '^$' | cut -c1-150 | head -40
+    } >"$WORK/perf-$s.txt" || true
+  done
+fi
+
+# ---------------------------------------------------------------- RSS at 1000 connections
+log "== RSS with 1000 keep-alive connections (public route, 5s)"
+RSS_IDLE=$(rss_kb "$TG_PID")
+wrk -t2 -c1000 -d5s --latency "http://$TG_HTTP/public/x" >"$WORK/wrk-rss.txt" 2>&1 &
+wrk_pid=$!
+RSS_MAX=0
+CONNS_SEEN=0
+UP_CONNS=0
+tg_port=${TG_HTTP##*:}
+while kill -0 "$wrk_pid" 2>/dev/null; do
+  r=$(rss_kb "$TG_PID")
+  [ "$r" -gt "$RSS_MAX" ] && RSS_MAX=$r
+  n=$(ss -Htn state established "( sport = :$tg_port )" 2>/dev/null | wc -l)
+  [ "$n" -gt "$CONNS_SEEN" ] && CONNS_SEEN=$n
+  n=$(ss -Htnp state established "( dport = :$UPSTREAM_PORT )" 2>/dev/null | grep -c "pid=$TG_PID," || true)
+  [ "$n" -gt "$UP_CONNS" ] && UP_CONNS=$n
+  sleep 0.25
+done
+wait "$wrk_pid" || die "wrk -c1000 failed: $(cat "$WORK/wrk-rss.txt")"
+sleep 1
+RSS_AFTER=$(rss_kb "$TG_PID")
+read -r _ RSS_RPS RSS_P99 RSS_BAD < <(parse_wrk "$WORK/wrk-rss.txt")
+log "  VmRSS idle ${RSS_IDLE} kB, max ${RSS_MAX} kB; up to $CONNS_SEEN connections established; $RSS_RPS req/s, $RSS_BAD errors"
+
+# ---------------------------------------------------------------- access logging on (RUST_LOG=info)
+log "== authorised route with RUST_LOG=info (access line per request, stderr to a file)"
+stop_tollgate
+start_tollgate info "$WORK/tollgate.info.log"
+TOKEN=$(fetch_token demo "$AUTH_PLAIN")
+BEARER="Authorization: Bearer $TOKEN"
+scenario authorised_info "http://$TG_HTTP/api/orders/1" "$TG" -- -H "$BEARER"
+run_scenario authorised_info 2 "$CONNS" >/dev/null 2>&1
+unset "S_RPS[authorised_info]" "S_P99[authorised_info]" "S_CPU[authorised_info]" "S_REQS[authorised_info]" "S_BAD[authorised_info]"
+run_scenario authorised_info "$DURATION" "$CONNS"
+LOG_BYTES=$(stat -c %s "$WORK/tollgate.info.log")
+LOG_LINES=$(wc -l <"$WORK/tollgate.info.log")
+stop_tollgate
+
+# ---------------------------------------------------------------- start to listening
+log "== start to listening (5 starts, port $STARTUP_PORT polled in a tight loop)"
+STARTS=()
+for i in 1 2 3 4 5; do
+  t0=$(date +%s%N)
+  RUST_LOG=warn "$BIN" --config "$WORK/tollgate-startup.toml" >"$WORK/startup-$i.out" 2>"$WORK/startup-$i.err" &
+  spid=$!
+  STARTED+=("$spid INT")
+  deadline=$((SECONDS + 10))
+  until { : <>"/dev/tcp/127.0.0.1/$STARTUP_PORT"; } 2>/dev/null; do
+    [ $SECONDS -lt $deadline ] || die "tollgate did not listen on :$STARTUP_PORT within 10s"
+  done
+  t1=$(date +%s%N)
+  STARTS+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", (b - a) / 1e6 }')")
+  kill -INT "$spid" 2>/dev/null || true
+  wait "$spid" 2>/dev/null || true
+  forget "$spid"
+  sleep 0.2
+done
+START_MED=$(median "${STARTS[@]}")
+START_MAX=$(printf '%s\n' "${STARTS[@]}" | sort -g | tail -1)
+log "  ms: ${STARTS[*]}"
+
+# ================================================================ report
+echo
+echo "tollgate bench  $START_TS"
+echo "machine load (1/5/15 min loadavg): $LOAD_START at start, $(cut -d' ' -f1-3 /proc/loadavg) at end"
+echo "host: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(uname -sr)"
+echo "tools: $("$NGINX" -v 2>&1 | sed 's/.*: //'), $(wrk --version 2>&1 | head -1 | awk '{ print "wrk " $2 }'), $(openssl version | awk '{ print $1 " " $2 }'), tollgate $("$BIN" --version | awk '{ print $2 }') ($(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src 2>/dev/null || echo ', src/ modified'))"
+echo "load: wrk -t$WRK_THREADS -c$CONNS -d${DURATION}s; proxy scenarios x$REPEAT interleaved, issuance x$ISSUE_REPEAT; median shown"
+echo "tollgate threads=2, RUST_LOG=warn unless noted; nginx proxy $NPROC workers, upstream keepalive 512; all on 127.0.0.1"
+echo "CPU us/req = (utime+stime of the server process(es) over the wrk run) / requests; sys% = share of it in the kernel"
+echo
+printf '%-22s %10s %9s %11s %5s %11s  %s\n' scenario "req/s" p99 "CPU us/req" "sys%" requests "samples (CPU us/req)"
+for s in "${PROXY_SET[@]}" "${ISSUE_SET[@]}" paced_authorised paced_public authorised_info; do
+  [ -n "${S_RPS[$s]:-}" ] || continue
+  # shellcheck disable=SC2086,SC2116 # echo collapses the trailing space of the sample list
+  printf '%-22s %10s %9s %11s %5s %11s  %s\n' "$s" "$(med S_RPS "$s")" "$(fmt_us "$(med S_P99 "$s")")" "$(med S_CPU "$s")" \
+    "$(med S_SYS "$s" | awk '{ printf "%d", $1 }')" \
+    "$(med S_REQS "$s" | awk '{ printf "%d", $1 }')" "$(echo ${S_CPU[$s]})"
+done
+bad_total=0
+for s in "${!S_BAD[@]}"; do for b in ${S_BAD[$s]}; do bad_total=$((bad_total + b)); done; done
+echo "non-2xx responses or socket errors over all scenarios: $bad_total"
+echo
+
+CPU_AUTH=$(med S_CPU authorised)
+CPU_PUB=$(med S_CPU public)
+CPU_PUBH=$(med S_CPU public_same_hdr)
+CPU_NGX=$(med S_CPU nginx_proxy)
+CPU_RS=$(med S_CPU issue_rs256)
+CPU_ES=$(med S_CPU issue_es256)
+CPU_ED=$(med S_CPU issue_eddsa)
+CPU_INFO=$(med S_CPU authorised_info)
+RPS_ED=$(med S_RPS issue_eddsa)
+RPS_EDH=$(med S_RPS issue_eddsa_argon2)
+P99_PA=$(med S_P99 paced_authorised)
+P99_PP=$(med S_P99 paced_public)
+ADDED=$(awk -v a="$P99_PA" -v b="$P99_PP" 'BEGIN { printf "%.0f", a - b }')
+R_AP=$(ratio "$CPU_AUTH" "$CPU_PUB")
+R_AN=$(ratio "$CPU_AUTH" "$CPU_NGX")
+R_RS=$(ratio "$CPU_RS" "$RSA_SIGN_US")
+R_H=$(ratio "$RPS_EDH" "$RPS_ED")
+RSS_MB=$(awk -v k="$RSS_MAX" 'BEGIN { printf "%.1f", k / 1024 }')
+
+row() { printf '%-58s %-24s %-12s %s\n' "$1" "$2" "$3" "$4"; }
+row "target" "measured" "limit" "result"
+row "authorised CPU / public CPU" "${R_AP}x" "<= 1.15x" "$(verdict "$R_AP" '<=' 1.15)"
+row "authorised CPU / nginx proxy_pass CPU" "${R_AN}x" "<= 1.5x" "$(verdict "$R_AN" '<=' 1.5)"
+row "RS256 issuance CPU / openssl rsa2048 sign ($RSA_SIGN_US us)" "${R_RS}x ($CPU_RS us)" "<= 1.3x" "$(verdict "$R_RS" '<=' 1.3)"
+row "ES256 issuance CPU per token" "$CPU_ES us" "<= 60 us" "$(verdict "$CPU_ES" '<=' 60)"
+row "argon2id-secret / plaintext issuance req/s (EdDSA)" "${R_H}x ($RPS_EDH vs $RPS_ED)" ">= 0.9x" "$(verdict "$R_H" '>=' 0.9)"
+row "p99 added by auth at ~half peak" "${ADDED} us" "<= 100 us" "$(verdict "$ADDED" '<=' 100)"
+row "tollgate RSS, 1000 keep-alive connections" "$RSS_MB MB" "<= 50 MB" "$(verdict "$RSS_MB" '<=' 50)"
+row "start to listening (median of 5; max $START_MAX ms)" "$START_MED ms" "< 200 ms" "$(verdict "$START_MED" '<' 200)"
+echo
+echo "details:"
+echo "  authorised vs public with the same Authorization header: $(ratio "$CPU_AUTH" "$CPU_PUBH")x ($CPU_AUTH vs $CPU_PUBH us/req)"
+echo "  ES256 issuance CPU / openssl ecdsa-p256 sign ($EC_SIGN_US us): $(ratio "$CPU_ES" "$EC_SIGN_US")x; EdDSA issuance $CPU_ED us/token"
+echo "  openssl speed: rsa2048 $RSA_SIGN_S sign/s, ecdsa p256 $EC_SIGN_S sign/s (single core)"
+echo "  half-peak run: peak authorised $PEAK req/s, target $HALF req/s; $PACED_CONNS paced connections (${PACE_MS}ms pause before each request);"
+echo "    achieved authorised $(med S_RPS paced_authorised) req/s p99 $(fmt_us "$P99_PA"), public $(med S_RPS paced_public) req/s p99 $(fmt_us "$P99_PP")"
+echo "  RSS: before $RSS_IDLE kB (after the earlier runs), max under -c1000 $RSS_MAX kB, 1s after it $RSS_AFTER kB;"
+echo "    up to $CONNS_SEEN client connections and $UP_CONNS tollgate->upstream connections seen established; $RSS_RPS req/s, p99 $(fmt_us "$RSS_P99"), $RSS_BAD errors"
+echo "  access logging (RUST_LOG=info): $CPU_INFO vs $CPU_AUTH us/req = $(ratio "$CPU_INFO" "$CPU_AUTH")x; $LOG_LINES lines, $LOG_BYTES bytes of log in that run"
+echo "  start to listening, ms: ${STARTS[*]}"
+if [ "$PROFILE" = "1" ]; then
+  for s in authorised issue_rs256 issue_es256; do
+    echo
+    echo "perf profile of tollgate during $s (perf record -F 999 -g; perf report --no-children, self time):"
+    cat "$WORK/perf-$s.txt" 2>/dev/null || echo "  (no profile: perf failed)"
+  done
+fi
