@@ -127,7 +127,7 @@ fn two_hundred_dribbling_bodies_do_not_delay_a_normal_request() {
     let token = tg.token("product-sa-client", "password");
     assert!(!token.is_empty());
     assert!(
-        t.elapsed() < Duration::from_millis(500),
+        t.elapsed() < Duration::from_secs(1),
         "normal request took {:?}",
         t.elapsed()
     );
