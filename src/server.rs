@@ -68,6 +68,7 @@ pub fn run(config_path: &Path) -> Result<(), String> {
         grace_period_seconds: Some(DRAIN_LIMIT.as_secs()),
         graceful_shutdown_timeout_seconds: Some(1),
         upstream_keepalive_pool_size: 512,
+        work_stealing: settings.work_stealing,
         ca_file: settings
             .upstream_ca_file
             .as_ref()

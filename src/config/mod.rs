@@ -67,6 +67,7 @@ pub struct ServerSettings {
     pub client_timeout: Duration,
     pub auth_failures_per_minute: u32,
     pub watch: bool,
+    pub work_stealing: bool,
 }
 
 /// Everything a request needs, checked once; requests never re-validate config.
@@ -272,6 +273,7 @@ fn validate(f: FileConfig, c: &mut Checker, opts: LoadOptions) -> Result<Snapsho
         client_timeout,
         auth_failures_per_minute: s.auth_failures_per_minute.unwrap_or(20),
         watch: s.watch.unwrap_or(true),
+        work_stealing: s.work_stealing.unwrap_or(true),
     };
 
     // The port tokens name in their default issuer: the plain listener's, else the TLS one's.
