@@ -167,14 +167,7 @@ fn a_stalled_body_is_cut_off_with_408() {
 #[test]
 fn repeated_wrong_secrets_are_throttled_without_locking_out_others() {
     let (tg, _up) = start();
-    let attempt = |id: &str, secret: &str| {
-        client()
-            .post(tg.url("/token"))
-            .basic_auth(id, Some(secret))
-            .form(&[("grant_type", "client_credentials")])
-            .send()
-            .unwrap()
-    };
+    let attempt = |id: &str, secret: &str| tg.grant(id, secret);
     let mut throttled = None;
     for i in 0..60 {
         let r = attempt("product-sa-client", "wrong");

@@ -19,14 +19,7 @@ fn replace(path: &Path, text: &str) {
 }
 
 fn token_status(tg: &Tollgate, id: &str, secret: &str) -> u16 {
-    client()
-        .post(tg.url("/token"))
-        .basic_auth(id, Some(secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .unwrap()
-        .status()
-        .as_u16()
+    tg.grant(id, secret).status().as_u16()
 }
 
 /// Poll until `f` holds; return how long it took. Fails after `limit`.

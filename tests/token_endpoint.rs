@@ -164,12 +164,7 @@ fn bad_client_credentials_are_401_invalid_client_with_basic_challenge() {
         ("no-such-client", "password"),
         ("disabled", "disabled-secret"),
     ] {
-        let r = client()
-            .post(token_url(&tg))
-            .basic_auth(id, Some(secret))
-            .form(&[("grant_type", "client_credentials")])
-            .send()
-            .unwrap();
+        let r = tg.grant(id, secret);
         assert_eq!(r.headers()["www-authenticate"], "Basic realm=\"demo\"", "{id}");
         assert_oauth_error(r, 401, "invalid_client");
     }
@@ -197,12 +192,7 @@ fn bad_client_credentials_are_401_invalid_client_with_basic_challenge() {
 #[test]
 fn client_without_service_account_is_unauthorized_client() {
     let (tg, _up) = start();
-    let r = client()
-        .post(token_url(&tg))
-        .basic_auth("no-sa", Some("no-sa-secret"))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .unwrap();
+    let r = tg.grant("no-sa", "no-sa-secret");
     assert_oauth_error(r, 400, "unauthorized_client");
 }
 

@@ -258,14 +258,19 @@ impl Tollgate {
             .unwrap()
     }
 
-    /// A client_credentials token for `id`/`secret` via client_secret_basic.
-    pub fn token(&self, id: &str, secret: &str) -> String {
-        let r = client()
+    /// A client_credentials request for `id`/`secret` via client_secret_basic, as answered.
+    pub fn grant(&self, id: &str, secret: &str) -> reqwest::blocking::Response {
+        client()
             .post(self.url("/realms/demo/protocol/openid-connect/token"))
             .basic_auth(id, Some(secret))
             .form(&[("grant_type", "client_credentials")])
             .send()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// A client_credentials token for `id`/`secret` via client_secret_basic.
+    pub fn token(&self, id: &str, secret: &str) -> String {
+        let r = self.grant(id, secret);
         assert_eq!(r.status(), 200, "token request for {id} failed");
         let v: Value = r.json().unwrap();
         v["access_token"].as_str().unwrap().to_string()
