@@ -9,7 +9,7 @@ demo: tools
 	scripts/demo.sh
 
 test: tools
-	cargo test --all-targets
+	scripts/test.sh
 
 lint: tools
 	cargo fmt --all -- --check
