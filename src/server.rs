@@ -34,24 +34,10 @@ fn concrete(addr: SocketAddr) -> std::io::Result<SocketAddr> {
 pub fn run(config_path: &Path) -> Result<(), String> {
     let first = config::load(config_path, LoadOptions::default()).map_err(|e| e.to_string())?;
     crate::logging::init(first.server.log_format_json);
-    let listen = first
-        .server
-        .listen
-        .map(concrete)
-        .transpose()
-        .map_err(|e| format!("server.listen: {e}"))?;
-    let tls_listen = first
-        .server
-        .tls_listen
-        .map(concrete)
-        .transpose()
-        .map_err(|e| format!("server.tls_listen: {e}"))?;
-    let admin = first
-        .server
-        .admin_listen
-        .map(concrete)
-        .transpose()
-        .map_err(|e| format!("server.admin_listen: {e}"))?;
+    let resolve = |key: &str, a: Option<SocketAddr>| a.map(concrete).transpose().map_err(|e| format!("{key}: {e}"));
+    let listen = resolve("server.listen", first.server.listen)?;
+    let tls_listen = resolve("server.tls_listen", first.server.tls_listen)?;
+    let admin = resolve("server.admin_listen", first.server.admin_listen)?;
     let port = listen.or(tls_listen).map(|a| a.port());
     // Load again with the concrete port so default issuers name it.
     let snap: Snapshot = config::load(config_path, LoadOptions { listen_port: port }).map_err(|e| e.to_string())?;

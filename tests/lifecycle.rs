@@ -338,15 +338,7 @@ fn refresh_works_is_client_bound_and_dies_with_revocation() {
     assert!(v["refresh_expires_in"].as_u64().unwrap() > 0);
     assert_eq!(claims_of(&refresh)["typ"], "Refresh");
     // A refresh token is not an access token.
-    assert_eq!(
-        client()
-            .get(tg.url("/api/orders/1"))
-            .bearer_auth(&refresh)
-            .send()
-            .unwrap()
-            .status(),
-        401
-    );
+    assert_eq!(tg.get_status("/api/orders/1", &refresh), 401);
     // Refresh works for its client.
     let r = grant(
         tg,
@@ -358,15 +350,7 @@ fn refresh_works_is_client_bound_and_dies_with_revocation() {
     let v: Value = r.json().unwrap();
     let access = v["access_token"].as_str().unwrap().to_string();
     assert_eq!(claims_of(&access)["azp"], "refresher");
-    assert_eq!(
-        client()
-            .get(tg.url("/api/orders/1"))
-            .bearer_auth(&access)
-            .send()
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(tg.get_status("/api/orders/1", &access), 200);
     // Another refresh-enabled client cannot use it; a client without refresh is refused outright.
     let r = grant(
         tg,
@@ -401,13 +385,5 @@ fn refresh_works_is_client_bound_and_dies_with_revocation() {
     );
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<Value>().unwrap()["error"], "invalid_grant");
-    assert_eq!(
-        client()
-            .get(tg.url("/api/orders/1"))
-            .bearer_auth(&access)
-            .send()
-            .unwrap()
-            .status(),
-        401
-    );
+    assert_eq!(tg.get_status("/api/orders/1", &access), 401);
 }

@@ -258,6 +258,17 @@ impl Tollgate {
             .unwrap()
     }
 
+    /// Status of `GET path` with `token` as the bearer.
+    pub fn get_status(&self, path: &str, token: &str) -> u16 {
+        client()
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
     /// A client_credentials request for `id`/`secret` via client_secret_basic, as answered.
     pub fn grant(&self, id: &str, secret: &str) -> reqwest::blocking::Response {
         client()
