@@ -336,3 +336,76 @@ fn sigterm_drains_requests_in_flight_then_exits_zero() {
     };
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn a_second_instance_on_the_same_port_fails_to_start_instead_of_sharing_it() {
+    let up = echo::start();
+    let tg = Tollgate::start(BASE_CONFIG, up.addr);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(tg.dir.path().join("demo-rs256.pem"), dir.path().join("demo-rs256.pem")).unwrap();
+    let config = std::fs::read_to_string(tg.config_path())
+        .unwrap()
+        .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"{}\"", tg.http));
+    std::fs::write(dir.path().join("proxy.toml"), config).unwrap();
+    let mut second = Command::new(bin())
+        .arg("--config")
+        .arg(dir.path().join("proxy.toml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while second.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = second.kill();
+            panic!("a second instance started on {} instead of failing", tg.http);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = second.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("server.listen") && stderr.to_lowercase().contains("in use"),
+        "{stderr}"
+    );
+    // The first instance still answers every request.
+    let token = tg.token("product-sa-client", "password");
+    for _ in 0..20 {
+        assert_eq!(tg.get_status("/api/orders/1", &token), 200);
+    }
+}
+
+#[test]
+fn both_threading_models_serve_concurrent_clients() {
+    let up = echo::start();
+    for (model, threads) in [("false", 2), ("false", 1), ("true", 2)] {
+        let config = BASE_CONFIG.replace(
+            "[server]\n",
+            &format!("[server]\nwork_stealing = {model}\nthreads = {threads}\n"),
+        );
+        let tg = Tollgate::start(&config, up.addr);
+        let token = tg.token("product-sa-client", "password");
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let url = tg.url("/api/orders/1");
+                let token = token.clone();
+                std::thread::spawn(move || {
+                    // A client per thread: separate connections, spread over the workers.
+                    let c = client();
+                    (0..25)
+                        .filter(|_| {
+                            c.get(&url)
+                                .bearer_auth(&token)
+                                .send()
+                                .map(|r| r.status() == 200)
+                                .unwrap_or(false)
+                        })
+                        .count()
+                })
+            })
+            .collect();
+        let ok: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        assert_eq!(ok, 200, "work_stealing = {model}, threads = {threads}");
+    }
+}

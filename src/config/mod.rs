@@ -273,7 +273,7 @@ fn validate(f: FileConfig, c: &mut Checker, opts: LoadOptions) -> Result<Snapsho
         client_timeout,
         auth_failures_per_minute: s.auth_failures_per_minute.unwrap_or(20),
         watch: s.watch.unwrap_or(true),
-        work_stealing: s.work_stealing.unwrap_or(true),
+        work_stealing: s.work_stealing.unwrap_or(false),
     };
 
     // The port tokens name in their default issuer: the plain listener's, else the TLS one's.
