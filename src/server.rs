@@ -197,6 +197,7 @@ impl BackgroundService for Drain {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         tracing::info!("drained; exiting");
+        crate::logging::flush();
         std::process::exit(0);
     }
 }
