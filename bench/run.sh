@@ -45,9 +45,10 @@ fi
 scripts/ensure-tools.sh # cmake, for pingora's zlib-ng
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-log "building tollgate (cargo build --release)"
-cargo build --release --quiet
+log "building tollgate and examples/passthrough (cargo build --release)"
+cargo build --release --quiet --bin tollgate --example passthrough
 [ -x "$BIN" ] || die "no $BIN after the build"
+BARE_BIN="$ROOT/target/release/examples/passthrough"
 
 # Up to 1000 client connections plus as many upstream ones.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -125,6 +126,7 @@ fill() { # template -> output, replacing @KEY@ by the values of the given variab
 
 UPSTREAM_PORT=$(free_port)
 PROXY_PORT=$(free_port)
+BARE_PORT=$(free_port)
 STARTUP_PORT=$(free_port)
 NGINX_USER=""
 [ "$(id -u)" -eq 0 ] && NGINX_USER="user root;"
@@ -325,6 +327,13 @@ for _ in $(seq 1 50); do
 done
 [ "$(wc -w <<<"$PROXY_WORKERS")" -ge 1 ] || die "no nginx proxy workers"
 
+# A bare pingora proxy with default settings (2 threads, work stealing, glibc malloc): the floor
+# of what any pingora-based proxy pays per request, measured beside tollgate.
+"$BARE_BIN" "127.0.0.1:$BARE_PORT" "127.0.0.1:$UPSTREAM_PORT" "$NPROC" >"$WORK/passthrough.out" 2>&1 &
+BARE_PID=$!
+STARTED+=("$BARE_PID INT")
+wait_port "$BARE_PORT"
+
 start_tollgate warn "$WORK/tollgate.warn.log"
 log "  tollgate pid $TG_PID http=$TG_HTTP admin=$TG_ADMIN"
 
@@ -335,6 +344,7 @@ for realm in demo-es256 demo-eddsa; do [ -n "$(fetch_token "$realm" "$AUTH_PLAIN
 expect_200 "http://$TG_HTTP/api/orders/1" -H "Authorization: Bearer $TOKEN"
 expect_200 "http://$TG_HTTP/public/x"
 expect_200 "http://127.0.0.1:$PROXY_PORT/api/orders/1"
+expect_200 "http://127.0.0.1:$BARE_PORT/api/orders/1"
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://$TG_HTTP/api/orders/1")
 [ "$code" = "401" ] || die "the /api route answered $code without a token (expected 401)"
 
@@ -343,29 +353,33 @@ BEARER="Authorization: Bearer $TOKEN"
 TG='$TG_PID'
 # shellcheck disable=SC2016
 NGX='$PROXY_WORKERS'
+# shellcheck disable=SC2016
+BARE='$BARE_PID'
 scenario authorised "http://$TG_HTTP/api/orders/1" "$TG" -- -H "$BEARER"
 scenario public "http://$TG_HTTP/public/x" "$TG"
 scenario public_same_hdr "http://$TG_HTTP/public/x" "$TG" -- -H "$BEARER"
 scenario nginx_proxy "http://127.0.0.1:$PROXY_PORT/api/orders/1" "$NGX" -- -H "$BEARER"
+scenario pingora_bare "http://127.0.0.1:$BARE_PORT/api/orders/1" "$BARE" -- -H "$BEARER"
+scenario local_discovery "http://$TG_HTTP/realms/demo/.well-known/openid-configuration" "$TG"
 scenario issue_rs256 "http://$TG_HTTP$(token_path demo)" "$TG" "BENCH_AUTH=$AUTH_PLAIN" -- -s bench/token.lua
 scenario issue_es256 "http://$TG_HTTP$(token_path demo-es256)" "$TG" "BENCH_AUTH=$AUTH_PLAIN" -- -s bench/token.lua
 scenario issue_eddsa "http://$TG_HTTP$(token_path demo-eddsa)" "$TG" "BENCH_AUTH=$AUTH_PLAIN" -- -s bench/token.lua
 scenario issue_eddsa_argon2 "http://$TG_HTTP$(token_path demo-eddsa)" "$TG" "BENCH_AUTH=$AUTH_HASHED" -- -s bench/token.lua
 
 log "== warm-up (2s each, not counted)"
-for s in authorised public nginx_proxy issue_eddsa_argon2; do
+for s in authorised public nginx_proxy pingora_bare issue_eddsa_argon2; do
   run_scenario "$s" 2 "$CONNS" >/dev/null 2>&1 || true
   unset "S_RPS[$s]" "S_P99[$s]" "S_CPU[$s]" "S_REQS[$s]" "S_BAD[$s]"
 done
 
-PROXY_SET=(authorised public public_same_hdr nginx_proxy)
+PROXY_SET=(authorised public public_same_hdr nginx_proxy pingora_bare)
 log "== proxy scenarios: $REPEAT interleaved rounds of ${DURATION}s, wrk -t$WRK_THREADS -c$CONNS"
 for round in $(seq 1 "$REPEAT"); do
   log " round $round"
   for s in "${PROXY_SET[@]}"; do run_scenario "$s" "$DURATION" "$CONNS"; done
 done
 
-ISSUE_SET=(issue_rs256 issue_es256 issue_eddsa issue_eddsa_argon2)
+ISSUE_SET=(issue_rs256 issue_es256 issue_eddsa issue_eddsa_argon2 local_discovery)
 log "== token issuance: $ISSUE_REPEAT interleaved rounds of ${DURATION}s, wrk -t$WRK_THREADS -c$CONNS"
 for round in $(seq 1 "$ISSUE_REPEAT"); do
   log " round $round"
@@ -483,7 +497,7 @@ echo "machine load (1/5/15 min loadavg): $LOAD_START at start, $(cut -d' ' -f1-3
 echo "host: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(uname -sr)"
 echo "tools: $("$NGINX" -v 2>&1 | sed 's/.*: //'), $(wrk --version 2>&1 | head -1 | awk '{ print "wrk " $2 }'), $(openssl version | awk '{ print $1 " " $2 }'), tollgate $("$BIN" --version | awk '{ print $2 }') ($(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src 2>/dev/null || echo ', src/ modified'))"
 echo "load: wrk -t$WRK_THREADS -c$CONNS -d${DURATION}s; proxy scenarios x$REPEAT interleaved, issuance x$ISSUE_REPEAT; median shown"
-echo "tollgate threads=2, RUST_LOG=warn unless noted; nginx proxy $NPROC workers, upstream keepalive 512; all on 127.0.0.1"
+echo "tollgate threads=2 (per-worker model), RUST_LOG=warn unless noted; bare pingora $NPROC threads; nginx proxy $NPROC workers, upstream keepalive 512; all on 127.0.0.1"
 echo "CPU us/req = (utime+stime of the server process(es) over the wrk run) / requests; sys% = share of it in the kernel"
 echo
 printf '%-22s %10s %9s %11s %5s %11s  %s\n' scenario "req/s" p99 "CPU us/req" "sys%" requests "samples (CPU us/req)"
@@ -503,6 +517,8 @@ CPU_AUTH=$(med S_CPU authorised)
 CPU_PUB=$(med S_CPU public)
 CPU_PUBH=$(med S_CPU public_same_hdr)
 CPU_NGX=$(med S_CPU nginx_proxy)
+CPU_BARE=$(med S_CPU pingora_bare)
+CPU_LOCAL=$(med S_CPU local_discovery)
 CPU_RS=$(med S_CPU issue_rs256)
 CPU_ES=$(med S_CPU issue_es256)
 CPU_ED=$(med S_CPU issue_eddsa)
@@ -531,6 +547,9 @@ row "start to listening (median of 5; max $START_MAX ms)" "$START_MED ms" "< 200
 echo
 echo "details:"
 echo "  authorised vs public with the same Authorization header: $(ratio "$CPU_AUTH" "$CPU_PUBH")x ($CPU_AUTH vs $CPU_PUBH us/req)"
+echo "  authorised vs a bare pingora proxy (examples/passthrough, default settings): $(ratio "$CPU_AUTH" "$CPU_BARE")x ($CPU_AUTH vs $CPU_BARE us/req);"
+echo "    bare pingora vs nginx proxy_pass: $(ratio "$CPU_BARE" "$CPU_NGX")x"
+echo "  a locally answered GET (discovery document): $CPU_LOCAL us/req; ES256 issuance above it: $(awk -v a="$CPU_ES" -v b="$CPU_LOCAL" 'BEGIN { printf "%.1f", a - b }') us"
 echo "  ES256 issuance CPU / openssl ecdsa-p256 sign ($EC_SIGN_US us): $(ratio "$CPU_ES" "$EC_SIGN_US")x; EdDSA issuance $CPU_ED us/token"
 echo "  openssl speed: rsa2048 $RSA_SIGN_S sign/s, ecdsa p256 $EC_SIGN_S sign/s (single core)"
 echo "  half-peak run: peak authorised $PEAK req/s, target $HALF req/s; $PACED_CONNS paced connections (${PACE_MS}ms pause before each request);"
