@@ -127,7 +127,6 @@ fill() { # template -> output, replacing @KEY@ by the values of the given variab
 UPSTREAM_PORT=$(free_port)
 PROXY_PORT=$(free_port)
 BARE_PORT=$(free_port)
-STARTUP_PORT=$(free_port)
 NGINX_USER=""
 [ "$(id -u)" -eq 0 ] && NGINX_USER="user root;"
 mkdir -p "$WORK"/nginx-upstream-tmp "$WORK"/nginx-proxy-tmp
@@ -140,7 +139,6 @@ HASHED=$(printf '%s' secret | "$BIN" hash-secret)
 # shellcheck disable=SC2016 # a literal '$'
 case "$HASHED" in '$argon2id$'*) ;; *) die "hash-secret printed no argon2id PHC string" ;; esac
 fill bench/tollgate.toml "$WORK/tollgate.toml" LISTEN_PORT=0 UPSTREAM_PORT="$UPSTREAM_PORT" HASHED_SECRET="$HASHED"
-fill bench/tollgate.toml "$WORK/tollgate-startup.toml" LISTEN_PORT="$STARTUP_PORT" UPSTREAM_PORT="$UPSTREAM_PORT" HASHED_SECRET="$HASHED"
 "$BIN" check --config "$WORK/tollgate.toml" >"$WORK/check.txt" || { cat "$WORK/check.txt" >&2; die "bench config does not load"; }
 
 # ---------------------------------------------------------------- starting servers
@@ -468,6 +466,10 @@ LOG_LINES=$(wc -l <"$WORK/tollgate.info.log")
 stop_tollgate
 
 # ---------------------------------------------------------------- start to listening
+# The port is picked only now: the 1000-connection run above churns through ephemeral ports,
+# and one picked at the start could since have become the local port of some connection.
+STARTUP_PORT=$(free_port)
+fill bench/tollgate.toml "$WORK/tollgate-startup.toml" LISTEN_PORT="$STARTUP_PORT" UPSTREAM_PORT="$UPSTREAM_PORT" HASHED_SECRET="$HASHED"
 log "== start to listening (5 starts, port $STARTUP_PORT polled in a tight loop)"
 STARTS=()
 for i in 1 2 3 4 5; do
@@ -478,7 +480,14 @@ for i in 1 2 3 4 5; do
   deadline=$((SECONDS + 10))
   until { : <>"/dev/tcp/127.0.0.1/$STARTUP_PORT"; } 2>/dev/null; do
     [ $SECONDS -lt $deadline ] || die "tollgate did not listen on :$STARTUP_PORT within 10s"
+    kill -0 "$spid" 2>/dev/null || { cat "$WORK/startup-$i.err" >&2; die "tollgate exited at start"; }
   done
+  # A connect can succeed with nothing listening (a loopback self-connect); only count a start
+  # whose process is alive and printed its listening line.
+  if ! kill -0 "$spid" 2>/dev/null || ! grep -q '^tollgate listening' "$WORK/startup-$i.out"; then
+    cat "$WORK/startup-$i.err" >&2
+    die "tollgate did not start"
+  fi
   t1=$(date +%s%N)
   STARTS+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", (b - a) / 1e6 }')")
   kill -INT "$spid" 2>/dev/null || true
