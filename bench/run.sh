@@ -370,19 +370,19 @@ for s in authorised public nginx_proxy pingora_bare issue_eddsa_argon2; do
   unset "S_RPS[$s]" "S_P99[$s]" "S_CPU[$s]" "S_REQS[$s]" "S_BAD[$s]"
 done
 
+run_rounds() { # label repeat scenarios...: interleaved rounds, so machine noise spreads over all
+  local label=$1 repeat=$2 round s
+  shift 2
+  log "== $label: $repeat interleaved rounds of ${DURATION}s, wrk -t$WRK_THREADS -c$CONNS"
+  for round in $(seq 1 "$repeat"); do
+    log " round $round"
+    for s in "$@"; do run_scenario "$s" "$DURATION" "$CONNS"; done
+  done
+}
 PROXY_SET=(authorised public public_same_hdr nginx_proxy pingora_bare)
-log "== proxy scenarios: $REPEAT interleaved rounds of ${DURATION}s, wrk -t$WRK_THREADS -c$CONNS"
-for round in $(seq 1 "$REPEAT"); do
-  log " round $round"
-  for s in "${PROXY_SET[@]}"; do run_scenario "$s" "$DURATION" "$CONNS"; done
-done
-
+run_rounds "proxy scenarios" "$REPEAT" "${PROXY_SET[@]}"
 ISSUE_SET=(issue_rs256 issue_es256 issue_eddsa issue_eddsa_argon2 local_discovery)
-log "== token issuance: $ISSUE_REPEAT interleaved rounds of ${DURATION}s, wrk -t$WRK_THREADS -c$CONNS"
-for round in $(seq 1 "$ISSUE_REPEAT"); do
-  log " round $round"
-  for s in "${ISSUE_SET[@]}"; do run_scenario "$s" "$DURATION" "$CONNS"; done
-done
+run_rounds "token issuance" "$ISSUE_REPEAT" "${ISSUE_SET[@]}"
 
 # ---------------------------------------------------------------- latency at half of peak
 PEAK=$(med S_RPS authorised)
