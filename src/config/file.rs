@@ -45,9 +45,9 @@ pub struct ServerFile {
     pub auth_failures_per_minute: Option<u32>,
     /// Watch the config and key files and reload on change. Default true; SIGHUP always reloads.
     pub watch: Option<bool>,
-    /// Let idle worker threads steal tasks from busy ones (tokio's multi-thread runtime).
-    /// Default true; false gives one single-threaded runtime per worker (measured slower here,
-    /// see bench/README.md).
+    /// true: one multi-threaded runtime whose idle threads steal work from busy ones (pingora's
+    /// default model). Default false: shared-nothing workers, each one thread with its own
+    /// listener (SO_REUSEPORT) and upstream pool, cheaper per request (see bench/README.md).
     pub work_stealing: Option<bool>,
 }
 
