@@ -283,7 +283,7 @@ impl ProxyHttp for Tollgate {
         let route = ctx.allowed.as_ref().map(|a| a.route.prefix.as_str()).unwrap_or("");
         let latency_us = ctx.start.elapsed().as_micros() as u64;
         tracing::info!(
-            target: "tollgate::access",
+            target: crate::logging::ACCESS_TARGET,
             method = %session.req_header().method,
             path = %ctx.path,
             route,
