@@ -118,19 +118,42 @@ pub fn refresh<'a>(i: &'a Issue<'a>, jti: &'a str) -> RefreshClaims<'a> {
     }
 }
 
-/// A random UUID (v4) for `jti` and `sid`.
+/// A random UUID (v4) for `jti` and `sid`, from the thread's ChaCha12 generator (seeded and
+/// periodically reseeded from the OS): unpredictable like aws-lc's DRBG, without its per-call
+/// RDRAND and AES-CTR work (4.5% of an ES256 issuance's samples before).
 pub fn random_id() -> String {
+    use rand::RngCore;
     let mut b = [0u8; 16];
-    // aws-lc's DRBG only fails if the OS gives no entropy at all; the id then stays unique
-    // enough through the timestamp mixed in below.
-    if aws_lc_rs::rand::fill(&mut b).is_err() {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        b = t.to_le_bytes();
-    }
+    rand::rng().fill_bytes(&mut b);
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     crate::config::realm_uuid(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::random_id;
+
+    #[test]
+    fn uuid_text_form() {
+        let b: Vec<u8> = (0u8..16).map(|i| i * 17).collect();
+        assert_eq!(crate::config::realm_uuid(&b), "00112233-4455-6677-8899-aabbccddeeff");
+    }
+
+    #[test]
+    fn random_ids_are_v4_uuids_and_do_not_repeat() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..10_000 {
+            let id = random_id();
+            let b = id.as_bytes();
+            assert_eq!(id.len(), 36, "{id}");
+            assert!(b[8] == b'-' && b[13] == b'-' && b[18] == b'-' && b[23] == b'-', "{id}");
+            assert_eq!(b[14], b'4', "version 4: {id}");
+            assert!(matches!(b[19], b'8' | b'9' | b'a' | b'b'), "RFC 9562 variant: {id}");
+            assert!(id
+                .bytes()
+                .all(|c| c == b'-' || c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+            assert!(seen.insert(id), "a repeated id");
+        }
+    }
 }
