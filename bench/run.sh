@@ -11,7 +11,8 @@
 #
 # Knobs (environment): DURATION seconds per wrk run (10), REPEAT interleaved rounds of the proxy
 # scenarios (3), ISSUE_REPEAT rounds of the issuance scenarios (2), CONNS wrk connections (16),
-# WRK_THREADS (1), PROFILE (0), KEEP=1 keeps the temp dir.
+# WRK_THREADS (1), OPEN_CONNS connections of the half-peak open-loop runs (32), PROFILE (0),
+# KEEP=1 keeps the temp dir.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -45,10 +46,11 @@ fi
 scripts/ensure-tools.sh # cmake, for pingora's zlib-ng
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-log "building tollgate and examples/passthrough (cargo build --release)"
-cargo build --release --quiet --bin tollgate --example passthrough
+log "building tollgate, examples/passthrough and examples/openloop (cargo build --release)"
+cargo build --release --quiet --bin tollgate --example passthrough --example openloop
 [ -x "$BIN" ] || die "no $BIN after the build"
 BARE_BIN="$ROOT/target/release/examples/passthrough"
+OPENLOOP_BIN="$ROOT/target/release/examples/openloop"
 
 # Up to 1000 client connections plus as many upstream ones.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -206,7 +208,7 @@ expect_200() { # url [curl args...]
 
 # ---------------------------------------------------------------- measuring
 # Results by scenario name: space-separated samples (one per round).
-declare -A S_RPS S_P99 S_CPU S_SYS S_REQS S_BAD
+declare -A S_RPS S_P99 S_P50 S_CPU S_SYS S_REQS S_BAD
 declare -A SC_URL SC_PIDS SC_ARGS SC_ENV
 
 fmt_us() { awk -v x="$1" 'BEGIN { if (x >= 10000) printf "%.1fms", x / 1000; else printf "%.0fus", x }'; }
@@ -225,32 +227,41 @@ parse_wrk() { # wrk --latency output -> "requests rps p99_us bad"
   ' "$1"
 }
 
+# measure NAME "PIDS" command...
+# Runs a load generator that prints wrk's summary lines (wrk itself, or examples/openloop), counts
+# the CPU the given server pids used meanwhile, appends a sample.
+measure() {
+  local name=$1 pids=$2
+  shift 2
+  local out="$WORK/load-$name-$RANDOM.txt" u0 s0 u1 s1 reqs rps p99 bad cpu sys
+  # shellcheck disable=SC2086
+  read -r u0 s0 < <(cpu_ticks $pids)
+  "$@" >"$out" 2>&1 || { cat "$out" >&2; die "load generator failed for $name"; }
+  # shellcheck disable=SC2086
+  read -r u1 s1 < <(cpu_ticks $pids)
+  read -r reqs rps p99 bad < <(parse_wrk "$out")
+  [ "${reqs:-0}" -gt 0 ] || { cat "$out" >&2; die "no requests made for $name"; }
+  cpu=$(awk -v d=$((u1 - u0 + s1 - s0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN { printf "%.1f", d * 1e6 / hz / n }')
+  sys=$(awk -v s=$((s1 - s0)) -v d=$((u1 - u0 + s1 - s0)) 'BEGIN { printf "%.0f", d ? 100 * s / d : 0 }')
+  S_SYS[$name]+="$sys "
+  S_RPS[$name]+="$rps "
+  S_P99[$name]+="$p99 "
+  S_P50[$name]+="$(awk '/^ +50%/ { print $2 + 0 }' "$out") "
+  S_CPU[$name]+="$cpu "
+  S_REQS[$name]+="$reqs "
+  S_BAD[$name]+="$bad "
+  [ "$bad" -eq 0 ] || log "WARNING: $name: $bad non-2xx responses or socket errors (see $out)"
+  log "$(printf '  %-22s %10s req/s  p99 %8s  cpu %7s us/req  (%s requests)' "$name" "$rps" "$(fmt_us "$p99")" "$cpu" "$reqs")"
+}
+
 # run_wrk NAME "PIDS" [env assignments...] -- wrk args...
-# Runs wrk once, counts the CPU the given server pids used meanwhile, appends a sample.
 run_wrk() {
   local name=$1 pids=$2
   shift 2
   local envs=()
   while [ $# -gt 0 ] && [ "$1" != "--" ]; do envs+=("$1"); shift; done
   shift
-  local out="$WORK/wrk-$name-$RANDOM.txt" u0 s0 u1 s1 reqs rps p99 bad cpu sys
-  # shellcheck disable=SC2086
-  read -r u0 s0 < <(cpu_ticks $pids)
-  env "${envs[@]}" wrk --latency "$@" >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed for $name"; }
-  # shellcheck disable=SC2086
-  read -r u1 s1 < <(cpu_ticks $pids)
-  read -r reqs rps p99 bad < <(parse_wrk "$out")
-  [ "${reqs:-0}" -gt 0 ] || { cat "$out" >&2; die "wrk made no requests for $name"; }
-  cpu=$(awk -v d=$((u1 - u0 + s1 - s0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN { printf "%.1f", d * 1e6 / hz / n }')
-  sys=$(awk -v s=$((s1 - s0)) -v d=$((u1 - u0 + s1 - s0)) 'BEGIN { printf "%.0f", d ? 100 * s / d : 0 }')
-  S_SYS[$name]+="$sys "
-  S_RPS[$name]+="$rps "
-  S_P99[$name]+="$p99 "
-  S_CPU[$name]+="$cpu "
-  S_REQS[$name]+="$reqs "
-  S_BAD[$name]+="$bad "
-  [ "$bad" -eq 0 ] || log "WARNING: $name: $bad non-2xx responses or socket errors (see $out)"
-  log "$(printf '  %-22s %10s req/s  p99 %8s  cpu %7s us/req  (%s requests)' "$name" "$rps" "$(fmt_us "$p99")" "$cpu" "$reqs")"
+  measure "$name" "$pids" env "${envs[@]}" wrk --latency "$@"
 }
 
 median() { # numbers... -> median
@@ -387,22 +398,19 @@ run_rounds "token issuance" "$ISSUE_REPEAT" "${ISSUE_SET[@]}"
 # ---------------------------------------------------------------- latency at half of peak
 PEAK=$(med S_RPS authorised)
 HALF=$(awk -v p="$PEAK" 'BEGIN { printf "%d", p / 2 }')
-PACE_MS=1
-log "== p99 at half of peak: target $HALF req/s (peak authorised $PEAK req/s), paced connections"
-# wrk cannot send at a fixed rate (wrk2 is not in apt): each connection waits PACE_MS before each
-# request (bench/paced.lua). Calibrate the number of connections on the authorised route, then
-# run the authorised and public routes with that same number.
-PACED_CONNS=$(awk -v h="$HALF" -v p="$PACE_MS" 'BEGIN { c = int(h * (p + 0.3) / 1000 + 0.5); if (c < 1) c = 1; print c }')
-scenario cal "http://$TG_HTTP/api/orders/1" "$TG" "BENCH_PACE_MS=$PACE_MS" -- -H "$BEARER" -s bench/paced.lua
-for _ in 1 2; do
-  run_scenario cal 3 "$PACED_CONNS" 2>/dev/null
-  got=$(awk '{ print $NF }' <<<"${S_RPS[cal]}")
-  PACED_CONNS=$(awk -v c="$PACED_CONNS" -v h="$HALF" -v g="$got" 'BEGIN { n = int(c * h / g + 0.5); if (n < 1) n = 1; if (n > 1000) n = 1000; print n }')
+OPEN_CONNS=${OPEN_CONNS:-32}
+log "== latency at half of peak: $HALF req/s (peak authorised $PEAK req/s), open loop, $OPEN_CONNS connections"
+# examples/openloop sends at a fixed rate and times each request from when it was due (wrk2's
+# method; wrk2 is not packaged, and wrk sends as fast as answers come). Rounds alternate.
+for _ in $(seq "$REPEAT"); do
+  measure open_authorised "$TG_PID" "$OPENLOOP_BIN" --rate "$HALF" --duration "$DURATION" \
+    --conns "$OPEN_CONNS" -H "$BEARER" "http://$TG_HTTP/api/orders/1"
+  measure open_public "$TG_PID" "$OPENLOOP_BIN" --rate "$HALF" --duration "$DURATION" \
+    --conns "$OPEN_CONNS" "http://$TG_HTTP/public/x"
+  # shellcheck disable=SC2086
+  measure open_nginx_proxy "$PROXY_WORKERS" "$OPENLOOP_BIN" --rate "$HALF" --duration "$DURATION" \
+    --conns "$OPEN_CONNS" -H "$BEARER" "http://127.0.0.1:$PROXY_PORT/api/orders/1"
 done
-scenario paced_authorised "http://$TG_HTTP/api/orders/1" "$TG" "BENCH_PACE_MS=$PACE_MS" -- -H "$BEARER" -s bench/paced.lua
-scenario paced_public "http://$TG_HTTP/public/x" "$TG" "BENCH_PACE_MS=$PACE_MS" -- -s bench/paced.lua
-log "  $PACED_CONNS connections, ${PACE_MS}ms pause before each request"
-for s in paced_authorised paced_public; do run_scenario "$s" "$DURATION" "$PACED_CONNS"; done
 
 # ---------------------------------------------------------------- optional profile
 if [ "$PROFILE" = "1" ]; then
@@ -510,7 +518,7 @@ echo "tollgate threads=2 (per-worker model), RUST_LOG=warn unless noted; bare pi
 echo "CPU us/req = (utime+stime of the server process(es) over the wrk run) / requests; sys% = share of it in the kernel"
 echo
 printf '%-22s %10s %9s %11s %5s %11s  %s\n' scenario "req/s" p99 "CPU us/req" "sys%" requests "samples (CPU us/req)"
-for s in "${PROXY_SET[@]}" "${ISSUE_SET[@]}" paced_authorised paced_public authorised_info; do
+for s in "${PROXY_SET[@]}" "${ISSUE_SET[@]}" open_authorised open_public open_nginx_proxy authorised_info; do
   [ -n "${S_RPS[$s]:-}" ] || continue
   # shellcheck disable=SC2086,SC2116 # echo collapses the trailing space of the sample list
   printf '%-22s %10s %9s %11s %5s %11s  %s\n' "$s" "$(med S_RPS "$s")" "$(fmt_us "$(med S_P99 "$s")")" "$(med S_CPU "$s")" \
@@ -534,9 +542,15 @@ CPU_ED=$(med S_CPU issue_eddsa)
 CPU_INFO=$(med S_CPU authorised_info)
 RPS_ED=$(med S_RPS issue_eddsa)
 RPS_EDH=$(med S_RPS issue_eddsa_argon2)
-P99_PA=$(med S_P99 paced_authorised)
-P99_PP=$(med S_P99 paced_public)
+P99_PA=$(med S_P99 open_authorised)
+P99_PP=$(med S_P99 open_public)
+P99_PN=$(med S_P99 open_nginx_proxy)
 ADDED=$(awk -v a="$P99_PA" -v b="$P99_PP" 'BEGIN { printf "%.0f", a - b }')
+# The same difference round by round: its spread says how far the median can be trusted.
+read -r -a PA <<<"${S_P99[open_authorised]}"
+read -r -a PP <<<"${S_P99[open_public]}"
+ADDED_ROUNDS=()
+for i in "${!PA[@]}"; do ADDED_ROUNDS+=("$(awk -v a="${PA[$i]}" -v b="${PP[$i]:-0}" 'BEGIN { printf "%.0f", a - b }')"); done
 R_AP=$(ratio "$CPU_AUTH" "$CPU_PUB")
 R_AN=$(ratio "$CPU_AUTH" "$CPU_NGX")
 R_RS=$(ratio "$CPU_RS" "$RSA_SIGN_US")
@@ -550,8 +564,16 @@ row "authorised CPU / nginx proxy_pass CPU" "${R_AN}x" "<= 1.5x" "$(verdict "$R_
 row "RS256 issuance CPU / openssl rsa2048 sign ($RSA_SIGN_US us)" "${R_RS}x ($CPU_RS us)" "<= 1.3x" "$(verdict "$R_RS" '<=' 1.3)"
 row "ES256 issuance CPU per token" "$CPU_ES us" "<= 60 us" "$(verdict "$CPU_ES" '<=' 60)"
 row "argon2id-secret / plaintext issuance req/s (EdDSA)" "${R_H}x ($RPS_EDH vs $RPS_ED)" ">= 0.9x" "$(verdict "$R_H" '>=' 0.9)"
-# A negative difference (public slower than authorised) is noise, not a pass.
-if awk -v a="$ADDED" 'BEGIN { exit !(a < 0) }'; then P99_VERDICT=INCONCLUSIVE; else P99_VERDICT=$(verdict "$ADDED" '<=' 100); fi
+# When nginx alone has a p99 ten times the limit at the same rate, the machine's scheduling sets
+# the tail and a 100 us difference cannot be read off it. A negative difference (public slower
+# than authorised) is noise too, not a pass.
+if awk -v n="$P99_PN" 'BEGIN { exit !(n > 1000) }'; then
+  P99_VERDICT="UNMEASURABLE (nginx p99 $(fmt_us "$P99_PN"))"
+elif awk -v a="$ADDED" 'BEGIN { exit !(a < 0) }'; then
+  P99_VERDICT=INCONCLUSIVE
+else
+  P99_VERDICT=$(verdict "$ADDED" '<=' 100)
+fi
 row "p99 added by auth at ~half peak" "${ADDED} us" "<= 100 us" "$P99_VERDICT"
 row "tollgate RSS, 1000 keep-alive connections" "$RSS_MB MB" "<= 50 MB" "$(verdict "$RSS_MB" '<=' 50)"
 row "start to listening (median of 5; max $START_MAX ms)" "$START_MED ms" "< 200 ms" "$(verdict "$START_MED" '<' 200)"
@@ -563,8 +585,10 @@ echo "    bare pingora vs nginx proxy_pass: $(ratio "$CPU_BARE" "$CPU_NGX")x"
 echo "  a locally answered GET (discovery document): $CPU_LOCAL us/req; ES256 issuance above it: $(awk -v a="$CPU_ES" -v b="$CPU_LOCAL" 'BEGIN { printf "%.1f", a - b }') us"
 echo "  ES256 issuance CPU / openssl ecdsa-p256 sign ($EC_SIGN_US us): $(ratio "$CPU_ES" "$EC_SIGN_US")x; EdDSA issuance $CPU_ED us/token"
 echo "  openssl speed: rsa2048 $RSA_SIGN_S sign/s, ecdsa p256 $EC_SIGN_S sign/s (single core)"
-echo "  half-peak run: peak authorised $PEAK req/s, target $HALF req/s; $PACED_CONNS paced connections (${PACE_MS}ms pause before each request);"
-echo "    achieved authorised $(med S_RPS paced_authorised) req/s p99 $(fmt_us "$P99_PA"), public $(med S_RPS paced_public) req/s p99 $(fmt_us "$P99_PP")"
+echo "  half-peak run (examples/openloop, $OPEN_CONNS connections, latency from when each request was due):"
+echo "    $HALF req/s (half of the authorised route's $PEAK); p99 authorised $(fmt_us "$P99_PA"), public $(fmt_us "$P99_PP"), nginx proxy $(fmt_us "$P99_PN");"
+echo "    p50 authorised $(fmt_us "$(med S_P50 open_authorised)"), public $(fmt_us "$(med S_P50 open_public)"), nginx proxy $(fmt_us "$(med S_P50 open_nginx_proxy)");"
+echo "    p99 added by auth round by round: ${ADDED_ROUNDS[*]} us"
 echo "  RSS: before $RSS_IDLE kB (after the earlier runs), max under -c1000 $RSS_MAX kB, 1s after it $RSS_AFTER kB;"
 echo "    up to $CONNS_SEEN client connections and $UP_CONNS tollgate->upstream connections seen established; $RSS_RPS req/s, p99 $(fmt_us "$RSS_P99"), $RSS_BAD errors"
 echo "  access logging (RUST_LOG=info): $CPU_INFO vs $CPU_AUTH us/req = $(ratio "$CPU_INFO" "$CPU_AUTH")x; $LOG_LINES lines, $LOG_BYTES bytes of log in that run"
