@@ -89,10 +89,16 @@ forget() { # drop a pid from STARTED once it was stopped
 }
 
 USED_PORTS=" "
+# Listening ports are taken below the kernel's ephemeral range, which outgoing connections draw
+# their local ports from: a port inside it can be taken by one of the load's connections, and a
+# connect() polling it can pick the same port as its source and connect to itself.
+EPHEMERAL_LOW=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+PORT_LOW=10000
+[ "$EPHEMERAL_LOW" -gt $((PORT_LOW + 1000)) ] || die "the ephemeral port range starts at $EPHEMERAL_LOW; need room below it"
 free_port() { # a TCP port on 127.0.0.1 that nothing listens on and this run has not handed out
   local p
   for _ in $(seq 1 200); do
-    p=$((20000 + RANDOM % 40000))
+    p=$((PORT_LOW + RANDOM % (EPHEMERAL_LOW - PORT_LOW)))
     case "$USED_PORTS" in *" $p "*) continue ;; esac
     if [ -z "$(ss -Htan "( sport = :$p )" 2>/dev/null)" ]; then
       USED_PORTS="$USED_PORTS$p "
@@ -474,8 +480,6 @@ LOG_LINES=$(wc -l <"$WORK/tollgate.info.log")
 stop_tollgate
 
 # ---------------------------------------------------------------- start to listening
-# The port is picked only now: the 1000-connection run above churns through ephemeral ports,
-# and one picked at the start could since have become the local port of some connection.
 STARTUP_PORT=$(free_port)
 fill bench/tollgate.toml "$WORK/tollgate-startup.toml" LISTEN_PORT="$STARTUP_PORT" UPSTREAM_PORT="$UPSTREAM_PORT" HASHED_SECRET="$HASHED"
 log "== start to listening (5 starts, port $STARTUP_PORT polled in a tight loop)"
