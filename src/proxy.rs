@@ -117,11 +117,49 @@ impl Tollgate {
     }
 }
 
-async fn respond(session: &mut Session, reply: &Reply) -> Result<bool> {
-    // The body of a refused request is not read: do not try to reuse the connection after it.
-    if !session.is_body_done() {
-        session.set_keepalive(None);
+/// The largest unread request body that is read and dropped after a local reply to keep the
+/// connection open (nginx discards request bodies the same way); anything larger closes it.
+const DISCARD_LIMIT: u64 = 64 * 1024;
+
+/// Whether the unread body of `req` may be read and dropped after the reply: a declared
+/// `Content-Length` within [`DISCARD_LIMIT`], no `Transfer-Encoding`, and no
+/// `Expect: 100-continue` (such a client may never send the body it announced).
+fn discardable_body(req: &RequestHeader) -> bool {
+    let h = &req.headers;
+    if h.contains_key(http::header::TRANSFER_ENCODING) || h.contains_key(http::header::EXPECT) {
+        return false;
     }
+    let mut lengths = h.get_all(http::header::CONTENT_LENGTH).iter();
+    match (lengths.next(), lengths.next()) {
+        (Some(v), None) => std::str::from_utf8(v.as_bytes())
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|n| n <= DISCARD_LIMIT),
+        _ => false,
+    }
+}
+
+/// Answer locally. A body not yet read stays unread until the reply is out; then pingora reads
+/// and drops it if it is small (bounded by `client_timeout`), else the connection closes, so a
+/// client that is not trusted yet cannot make tollgate read an unbounded body.
+async fn respond(session: &mut Session, reply: &Reply) -> Result<bool> {
+    // 408: the client stalled mid-body; waiting for the rest would only stall again.
+    if !session.is_body_done() {
+        if reply.status != 408 && discardable_body(session.req_header()) {
+            // pingora closes a connection answered before its body is read unless told not to.
+            session.set_close_on_response_before_downstream_finish(false);
+        } else {
+            session.set_keepalive(None);
+        }
+    }
+    http_util::send(session, reply).await?;
+    Ok(true)
+}
+
+/// Answer a request whose framing is in doubt and close the connection: what follows its head
+/// cannot be trusted to be the next request.
+async fn respond_and_close(session: &mut Session, reply: &Reply) -> Result<bool> {
+    session.set_keepalive(None);
     http_util::send(session, reply).await?;
     Ok(true)
 }
@@ -148,7 +186,7 @@ impl ProxyHttp for Tollgate {
         let raw = session.as_downstream().as_http1().map(|h| h.get_headers_raw_bytes());
         if let Some(reply) = framing_problem(session.req_header(), raw.as_deref()) {
             ctx.outcome = "bad_request";
-            return respond(session, &reply).await;
+            return respond_and_close(session, &reply).await;
         }
         // A stalled request body is cut off rather than held open.
         session.set_read_timeout(Some(snap.server.client_timeout));

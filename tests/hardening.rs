@@ -265,3 +265,69 @@ fn thousands_of_junk_tokens_and_unknown_clients_do_not_grow_memory() {
         "junk never enters the verified-token cache"
     );
 }
+
+/// Reads one HTTP/1.1 response with a Content-Length body from `s`; returns its head and body.
+fn read_response(s: &mut TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).unwrap(), 1, "connection closed mid-head: {buf:?}");
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).to_string();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().to_string())
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    head + &String::from_utf8_lossy(&body)
+}
+
+#[test]
+fn a_refused_request_keeps_its_connection_when_its_body_is_small_and_closes_it_otherwise() {
+    let (tg, _up) = start();
+    // No token: 401 before the body is read; the 11 bytes are read and dropped after the reply,
+    // and the next request on the same connection is served.
+    let mut s = TcpStream::connect(tg.http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"POST /api/orders/1 HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world")
+        .unwrap();
+    let first = read_response(&mut s);
+    assert!(first.starts_with("HTTP/1.1 401"), "{first}");
+    s.write_all(b"GET /public/x HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let second = read_response(&mut s);
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+    assert!(
+        second.contains("\"/public/x\""),
+        "the second request reached the upstream: {second}"
+    );
+
+    // Bodies tollgate will not read for an untrusted client: a declared 10 MB, a chunked one,
+    // and one announced with Expect: 100-continue. The reply comes, then the connection closes.
+    for head in [
+        "POST /api/orders/1 HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\nabc",
+        "POST /api/orders/1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n",
+        "POST /api/orders/1 HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\nExpect: 100-continue\r\n\r\n",
+    ] {
+        let mut s = TcpStream::connect(tg.http).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(head.as_bytes()).unwrap();
+        let reply = read_response(&mut s);
+        assert!(reply.starts_with("HTTP/1.1 401"), "{head:?}: {reply}");
+        let t = Instant::now();
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+        assert!(
+            rest.is_empty() && t.elapsed() < Duration::from_secs(3),
+            "{head:?}: the connection stayed open ({} more bytes, {:?})",
+            rest.len(),
+            t.elapsed()
+        );
+    }
+}
