@@ -321,3 +321,67 @@ fn report(a: &Args, t: &mut Tally) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// Serves `wire` to one connection and returns a reader over the client side.
+    fn reader_of(wire: &'static [u8]) -> BufReader<TcpStream> {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            s.write_all(wire).unwrap();
+        });
+        open(addr).unwrap()
+    }
+
+    #[test]
+    fn reads_content_length_chunked_and_close_delimited_responses() {
+        let mut scratch = Vec::new();
+        let mut r = reader_of(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello\
+              HTTP/1.1 404 Not Found\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n\
+              HTTP/1.1 401 Unauthorized\r\nConnection: close\r\nContent-Length: 2\r\n\r\nno\
+              ",
+        );
+        assert_eq!(read_response(&mut r, &mut scratch).unwrap(), (200, true));
+        assert_eq!(read_response(&mut r, &mut scratch).unwrap(), (404, true));
+        assert_eq!(read_response(&mut r, &mut scratch).unwrap(), (401, false));
+        assert!(read_response(&mut r, &mut scratch).is_err(), "nothing more to read");
+
+        let mut r = reader_of(b"HTTP/1.0 200 OK\r\n\r\nuntil the end");
+        assert_eq!(read_response(&mut r, &mut scratch).unwrap(), (200, false));
+        assert_eq!(scratch, b"until the end");
+    }
+
+    #[test]
+    fn malformed_responses_are_errors_not_panics() {
+        let mut scratch = Vec::new();
+        for wire in [
+            &b"garbage\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nno colon\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+        ] {
+            let mut r = reader_of(wire);
+            assert!(
+                read_response(&mut r, &mut scratch).is_err(),
+                "{}",
+                String::from_utf8_lossy(wire)
+            );
+        }
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<u32> = (1..=100).collect();
+        assert_eq!(percentile(&v, 50.0), 50);
+        assert_eq!(percentile(&v, 99.0), 99);
+        assert_eq!(percentile(&v, 99.9), 100);
+        assert_eq!(percentile(&[], 99.0), 0);
+    }
+}
