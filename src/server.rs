@@ -9,14 +9,14 @@ use async_trait::async_trait;
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig, TcpSocketOptions, DEFAULT_L4_WRITE_BUFFER_SIZE};
-use pingora::proxy::HttpProxy;
 use pingora::server::configuration::ServerConf;
-use pingora::server::ListenFds;
+use pingora::server::{Fds, ListenFds};
 use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 use pingora::services::Service as ServiceTrait;
 use std::net::{SocketAddr, TcpListener};
+use std::os::fd::IntoRawFd;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -30,6 +30,29 @@ pub const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 /// tollgate included, whose workers use SO_REUSEPORT) fails start-up instead of being shared.
 fn concrete(addr: SocketAddr) -> std::io::Result<SocketAddr> {
     TcpListener::bind(addr)?.local_addr()
+}
+
+/// Listening sockets bound now, before pingora starts, and handed to a service through its own
+/// fd table (pingora takes a socket from the table instead of binding when the address is in
+/// it). So the startup line is printed only once every port is held, and a failed bind is a
+/// start-up error, not pingora's thirty one-second retries on a service thread.
+fn prebind(addrs: &[(&str, SocketAddr)], reuseport: bool) -> Result<ListenFds, String> {
+    use socket2::{Domain, Socket, Type};
+    let mut fds = Fds::new();
+    for (key, addr) in addrs {
+        let bind = || -> std::io::Result<Socket> {
+            let s = Socket::new(Domain::for_address(*addr), Type::STREAM, None)?;
+            s.set_reuse_address(true)?;
+            s.set_reuse_port(reuseport)?;
+            s.set_nonblocking(true)?;
+            s.bind(&(*addr).into())?;
+            s.listen(65535)?;
+            Ok(s)
+        };
+        let socket = bind().map_err(|e| format!("{key}: {e}"))?;
+        fds.add(addr.to_string(), socket.into_raw_fd());
+    }
+    Ok(Arc::new(parking_lot::Mutex::new(fds)))
 }
 
 /// Load the config and run the sidecar until SIGTERM/SIGINT. Returns only on a start-up error.
@@ -116,23 +139,42 @@ pub fn run(config_path: &Path) -> Result<(), String> {
         }
         Ok(proxy)
     };
+    let proxy_addrs: Vec<(&str, SocketAddr)> = [("server.listen", listen), ("server.tls_listen", tls_listen)]
+        .into_iter()
+        .filter_map(|(k, a)| Some((k, a?)))
+        .collect();
     if settings.work_stealing {
         // One multi-threaded runtime shared by every connection; idle threads steal work.
         let proxy = build("tollgate".into())?;
-        server.add_service(proxy);
+        let fds = prebind(&proxy_addrs, false)?;
+        server.add_service(Prebound {
+            svc: proxy,
+            fds,
+            threads: None,
+        });
     } else {
         // Shared-nothing workers (nginx's and Envoy's model): each is a single-threaded runtime
         // with its own listening socket (SO_REUSEPORT) and its own upstream connection pool, so a
         // request never crosses threads and no socket is polled by one thread for another.
         for i in 0..workers {
             let proxy = build(format!("tollgate-{i}"))?;
-            server.add_service(Worker(proxy));
+            let fds = prebind(&proxy_addrs, true)?;
+            server.add_service(Prebound {
+                svc: proxy,
+                fds,
+                threads: Some(1),
+            });
         }
     }
     if let Some(a) = admin {
         let mut svc = Service::new("admin".to_string(), Admin { state: state.clone() });
         svc.add_tcp(&a.to_string());
-        server.add_service(svc);
+        let fds = prebind(&[("server.admin_listen", a)], false)?;
+        server.add_service(Prebound {
+            svc,
+            fds,
+            threads: None,
+        });
     }
     server.add_service(background_service("config watcher", Watch { state: state.clone() }));
     server.add_service(background_service("drain", Drain));
@@ -149,23 +191,33 @@ pub fn run(config_path: &Path) -> Result<(), String> {
     server.run_forever();
 }
 
-/// A proxy worker of the shared-nothing model: pingora's listening service on one thread, binding
-/// its own listener sockets instead of taking them from pingora's shared fd table (which would
-/// hand every worker the first worker's socket).
-struct Worker(Service<HttpProxy<Tollgate>>);
+/// A pingora listening service that takes its sockets from its own table of sockets bound by
+/// [`prebind`], not from pingora's shared table (which would hand every proxy worker the first
+/// worker's socket). `threads` overrides the service's thread count (1 per proxy worker).
+struct Prebound<A> {
+    svc: Service<A>,
+    fds: ListenFds,
+    threads: Option<usize>,
+}
 
 #[async_trait]
-impl ServiceTrait for Worker {
+impl<A> ServiceTrait for Prebound<A>
+where
+    Service<A>: ServiceTrait,
+    A: Send + Sync + 'static,
+{
     async fn start_service(&mut self, _fds: Option<ListenFds>, shutdown: ShutdownWatch, listeners_per_fd: usize) {
-        self.0.start_service(None, shutdown, listeners_per_fd).await
+        self.svc
+            .start_service(Some(self.fds.clone()), shutdown, listeners_per_fd)
+            .await
     }
 
     fn name(&self) -> &str {
-        self.0.name()
+        self.svc.name()
     }
 
     fn threads(&self) -> Option<usize> {
-        Some(1)
+        self.threads.or_else(|| self.svc.threads())
     }
 }
 

@@ -409,3 +409,34 @@ fn both_threading_models_serve_concurrent_clients() {
         assert_eq!(ok, 200, "work_stealing = {model}, threads = {threads}");
     }
 }
+
+#[test]
+fn the_listening_line_comes_once_every_port_accepts_connections() {
+    let up = echo::start();
+    let tg = Tollgate::start(BASE_CONFIG, up.addr);
+    // Port 0 in the config: each start gets fresh ports, and connects at once, without retrying.
+    for _ in 0..3 {
+        let mut child = Command::new(bin())
+            .arg("--config")
+            .arg(tg.config_path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+        for name in ["http", "admin"] {
+            let addr: std::net::SocketAddr = line
+                .split_whitespace()
+                .find_map(|f| f.strip_prefix(&format!("{name}=")))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {name}= in {line:?}"));
+            if let Err(e) = std::net::TcpStream::connect(addr) {
+                let _ = child.kill();
+                panic!("{name} {addr} refused a connection right after {line:?}: {e}");
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
