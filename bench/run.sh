@@ -494,13 +494,14 @@ for i in 1 2 3 4 5; do
     [ $SECONDS -lt $deadline ] || die "tollgate did not listen on :$STARTUP_PORT within 10s"
     kill -0 "$spid" 2>/dev/null || { cat "$WORK/startup-$i.err" >&2; die "tollgate exited at start"; }
   done
-  # A connect can succeed with nothing listening (a loopback self-connect); only count a start
-  # whose process is alive and printed its listening line.
+  t1=$(date +%s%N)
+  # Only count a start whose process is alive and printed its listening line (tollgate prints
+  # it just after binding, so it may trail the first accepted connect by a moment).
+  for _ in $(seq 100); do grep -q '^tollgate listening' "$WORK/startup-$i.out" && break; sleep 0.01; done
   if ! kill -0 "$spid" 2>/dev/null || ! grep -q '^tollgate listening' "$WORK/startup-$i.out"; then
     cat "$WORK/startup-$i.err" >&2
     die "tollgate did not start"
   fi
-  t1=$(date +%s%N)
   STARTS+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", (b - a) / 1e6 }')")
   kill -INT "$spid" 2>/dev/null || true
   wait "$spid" 2>/dev/null || true
