@@ -143,8 +143,8 @@ fn discardable_body(req: &RequestHeader) -> bool {
 /// and drops it if it is small (bounded by `client_timeout`), else the connection closes, so a
 /// client that is not trusted yet cannot make tollgate read an unbounded body.
 async fn respond(session: &mut Session, reply: &Reply) -> Result<bool> {
-    // 408: the client stalled mid-body; waiting for the rest would only stall again.
     if !session.is_body_done() {
+        // After a 408 the client has stalled mid-body; waiting for the rest would stall again.
         if reply.status != 408 && discardable_body(session.req_header()) {
             // pingora closes a connection answered before its body is read unless told not to.
             session.set_close_on_response_before_downstream_finish(false);
