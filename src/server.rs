@@ -11,7 +11,7 @@ use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig, TcpSocketOptions, DEFAULT_L4_WRITE_BUFFER_SIZE};
 use pingora::server::configuration::ServerConf;
 use pingora::server::{Fds, ListenFds};
-use pingora::server::{Server, ShutdownWatch};
+use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 use pingora::services::Service as ServiceTrait;
@@ -188,7 +188,10 @@ pub fn run(config_path: &Path) -> Result<(), String> {
         show(admin)
     );
     tracing::info!(http = %show(listen), tls = %show(tls_listen), admin = %show(admin), config_hash = %state.config.load().hash, "tollgate starting");
-    server.run_forever();
+    // `run` returns after SIGINT's quick shutdown; the batched access lines go out before exit.
+    server.run(RunArgs::default());
+    crate::logging::flush();
+    std::process::exit(0);
 }
 
 /// A pingora listening service that takes its sockets from its own table of sockets bound by

@@ -1,4 +1,4 @@
-//! Operations: the CLI, hashed secrets, TLS (listener and upstream), logs, metrics, SIGTERM.
+//! Operations: the CLI, hashed secrets, TLS (listener and upstream), logs, metrics, SIGTERM and SIGINT.
 
 mod common;
 
@@ -335,6 +335,41 @@ fn sigterm_drains_requests_in_flight_then_exits_zero() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn sigint_exits_at_once_and_still_writes_the_access_lines_it_held() {
+    let up = echo::start();
+    let mut tg = Tollgate::start(BASE_CONFIG, up.addr);
+    let c = client();
+    // Access lines wait up to 50 ms in memory; SIGINT follows the last reply well inside that.
+    for i in 0..20 {
+        assert_eq!(
+            c.get(tg.url(&format!("/sigint-marker-{i}"))).send().unwrap().status(),
+            404
+        );
+    }
+    let pid = tg.child.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = tg.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "did not exit on SIGINT");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    // The reader thread reaches the end of stderr shortly after the exit.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !tg.logs().contains("/sigint-marker-19") {
+        assert!(
+            Instant::now() < deadline,
+            "the last access line was lost: {}",
+            tg.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
