@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod connections;
 pub mod guard;
 pub mod http_util;
 pub mod issuer;

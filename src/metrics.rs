@@ -46,6 +46,16 @@ const FAMILIES: &[(&str, &str, &str)] = &[
     ("tollgate_config_info", "gauge", "The live config, by its SHA-256 hash."),
     ("tollgate_token_cache_entries", "gauge", "Verified tokens cached."),
     ("tollgate_revoked_tokens", "gauge", "Revoked token ids remembered."),
+    (
+        "tollgate_connections_open",
+        "gauge",
+        "Client connections open on the proxy listeners.",
+    ),
+    (
+        "tollgate_connections_refused_total",
+        "counter",
+        "Client connections closed at accept because server.max_connections were open.",
+    ),
 ];
 
 const BUCKETS: &[f64] = &[

@@ -3,6 +3,7 @@
 
 use crate::admin::Admin;
 use crate::config::{self, LoadOptions, Snapshot};
+use crate::connections::Capped;
 use crate::proxy::{Tollgate, IN_FLIGHT};
 use crate::state::State;
 use async_trait::async_trait;
@@ -70,6 +71,29 @@ pub fn run(config_path: &Path) -> Result<(), String> {
         tracing::warn!("{w}");
     }
     let settings = snap.server.clone();
+    let open_files = match crate::connections::raise_open_files_limit() {
+        Ok((before, after)) => {
+            if after > before {
+                tracing::info!("open-files limit (RLIMIT_NOFILE) raised from {before} to its hard limit {after}");
+            }
+            after
+        }
+        Err(e) => {
+            tracing::warn!("could not read or raise the open-files limit: {e}");
+            1024
+        }
+    };
+    let default_max = crate::connections::default_max(open_files);
+    match settings.max_connections {
+        Some(max) if (max as u64) * 2 + crate::connections::RESERVED_FDS > open_files => tracing::warn!(
+            "server.max_connections = {max} can need {} open files (a client and an upstream socket each); the open-files limit is {open_files}",
+            (max as u64) * 2 + crate::connections::RESERVED_FDS
+        ),
+        None if default_max < crate::config::DEFAULT_MAX_CONNECTIONS => tracing::info!(
+            "client connections limited to {default_max} by the open-files limit ({open_files}); set server.max_connections to choose"
+        ),
+        _ => {}
+    }
     let state = State::new(snap, config_path.to_path_buf(), port);
 
     let conf_threads = settings
@@ -95,14 +119,17 @@ pub fn run(config_path: &Path) -> Result<(), String> {
     let workers = conf_threads;
     let server_conf = server.configuration.clone();
     let build = |name: String| -> Result<_, String> {
-        let mut proxy =
-            pingora::proxy::http_proxy_service_with_name(&server_conf, Tollgate { state: state.clone() }, &name);
-        if let Some(app) = proxy.app_logic_mut() {
-            let mut opts = HttpServerOptions::default();
-            opts.h2c = true;
-            opts.keepalive_request_limit = Some(10_000);
-            app.server_options = Some(opts);
-        }
+        let mut app = pingora::proxy::http_proxy(&server_conf, Tollgate { state: state.clone() });
+        let mut opts = HttpServerOptions::default();
+        opts.h2c = true;
+        opts.keepalive_request_limit = Some(10_000);
+        app.server_options = Some(opts);
+        let capped = Capped {
+            app: Arc::new(app),
+            state: state.clone(),
+            default_max,
+        };
+        let mut proxy = Service::new(name, capped);
         // pingora gives each downstream connection a 64 KiB read buffer; 16 KiB streams bodies
         // just as well and keeps 1,000 idle keep-alive connections from costing 64 MB.
         let l4 = || L4BufferSettings::new(16 * 1024, DEFAULT_L4_WRITE_BUFFER_SIZE);

@@ -331,3 +331,69 @@ fn a_refused_request_keeps_its_connection_when_its_body_is_small_and_closes_it_o
         );
     }
 }
+
+/// The value of an unlabelled series in the metrics text.
+fn metric(tg: &Tollgate, name: &str) -> f64 {
+    let text = tg.metrics();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+/// Polls the admin port until `name` reads `want` (the server sees a close when it next polls).
+fn wait_for_metric(tg: &Tollgate, name: &str, want: f64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric(tg, name) != want {
+        assert!(Instant::now() < deadline, "{name} never reached {want}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn connections_past_max_connections_are_closed_while_the_admin_port_answers() {
+    let up = echo::start();
+    let config = BASE_CONFIG.replace(
+        "default_realm = \"demo\"",
+        "default_realm = \"demo\"\nmax_connections = 3",
+    );
+    let tg = Tollgate::start(&config, up.addr);
+    // The readiness checks' connections are gone before the count starts.
+    wait_for_metric(&tg, "tollgate_connections_open", 0.0);
+    let served = |s: &mut TcpStream| {
+        s.write_all(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let r = read_response(s);
+        assert!(r.starts_with("HTTP/1.1 404"), "{r}");
+    };
+    let connect = || {
+        let s = TcpStream::connect(tg.http).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s
+    };
+    let mut held: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let mut s = connect();
+            served(&mut s);
+            s
+        })
+        .collect();
+    assert_eq!(metric(&tg, "tollgate_connections_open"), 3.0);
+
+    // A fourth is closed without an answer; the three stay usable.
+    let mut extra = connect();
+    let _ = extra.write_all(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut buf = [0u8; 64];
+    match extra.read(&mut buf) {
+        Ok(n) => assert_eq!(n, 0, "the connection past the limit got {:?}", &buf[..n]),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+    assert_eq!(metric(&tg, "tollgate_connections_refused_total"), 1.0);
+    served(&mut held[0]);
+
+    // Closing one frees its place for a new client.
+    held.pop();
+    wait_for_metric(&tg, "tollgate_connections_open", 2.0);
+    let mut again = connect();
+    served(&mut again);
+    assert!(tg.logs().contains("client connection limit reached"), "{}", tg.logs());
+}

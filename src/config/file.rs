@@ -49,6 +49,9 @@ pub struct ServerFile {
     /// default model). Default false: shared-nothing workers, each one thread with its own
     /// listener (SO_REUSEPORT) and upstream pool, cheaper per request (see bench/README.md).
     pub work_stealing: Option<bool>,
+    /// Client connections open at once, over every listener and worker; more are closed at
+    /// accept. Default 10,000.
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

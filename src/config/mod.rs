@@ -68,7 +68,12 @@ pub struct ServerSettings {
     pub auth_failures_per_minute: u32,
     pub watch: bool,
     pub work_stealing: bool,
+    /// None: [`DEFAULT_MAX_CONNECTIONS`], or less if the open-files limit cannot hold it.
+    pub max_connections: Option<usize>,
 }
+
+/// Default `server.max_connections`: about 0.5 GB of connection state at ~50 KB each.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
 /// Everything a request needs, checked once; requests never re-validate config.
 #[derive(Debug)]
@@ -260,6 +265,10 @@ fn validate(f: FileConfig, c: &mut Checker, opts: LoadOptions) -> Result<Snapsho
     if max_form_body == 0 {
         c.problem("server.max_form_body", "must be greater than zero");
     }
+    let max_connections = s.max_connections;
+    if max_connections == Some(0) {
+        c.problem("server.max_connections", "must be at least 1");
+    }
     let server = ServerSettings {
         listen,
         tls_listen,
@@ -274,6 +283,7 @@ fn validate(f: FileConfig, c: &mut Checker, opts: LoadOptions) -> Result<Snapsho
         auth_failures_per_minute: s.auth_failures_per_minute.unwrap_or(20),
         watch: s.watch.unwrap_or(true),
         work_stealing: s.work_stealing.unwrap_or(false),
+        max_connections,
     };
 
     // The port tokens name in their default issuer: the plain listener's, else the TLS one's.

@@ -98,6 +98,7 @@ fn every_problem_is_reported_at_once_with_its_key() {
 [server]
 listen = "nonsense"
 default_realm = "nope"
+max_connections = 0
 [realms.demo]
 roles = ["reader"]
 access_token_lifespan = "soon"
@@ -123,6 +124,7 @@ upstream = "nohost"
     for want in [
         "server.listen",
         "server.default_realm",
+        "server.max_connections",
         "realms.demo.access_token_lifespan",
         "realms.demo.signing_keys[0].private_key",
         "realms.demo.signing_keys[1].kid",

@@ -1,0 +1,169 @@
+//! The client connection limit (`server.max_connections`) and the open-files limit.
+//!
+//! Every proxy worker's app is wrapped in [`Capped`], which counts the client connections open
+//! across all workers and closes a new one at once when the count is at the limit, the way
+//! Envoy's listener connection limit does. An idle keep-alive connection holds ~40-50 KB of
+//! pingora's state (bench/README.md), so without a bound, clients that open connections and send
+//! nothing would grow memory until the open-files limit. The admin listener is not counted, so
+//! `/metrics` and the probes still answer when the proxy is full.
+
+use crate::config::DEFAULT_MAX_CONNECTIONS;
+use crate::state::State;
+use async_trait::async_trait;
+use pingora::apps::ServerApp;
+use pingora::protocols::Stream;
+use pingora::server::ShutdownWatch;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Client connections open now, over every proxy worker.
+pub static OPEN: AtomicUsize = AtomicUsize::new(0);
+
+/// When the last "limit reached" warning was logged (seconds since the epoch).
+static LAST_WARNING: AtomicU64 = AtomicU64::new(0);
+
+/// At most one warning per this many seconds while connections are being refused.
+const WARN_EVERY_SECS: u64 = 10;
+
+/// A proxy app whose connections count against `server.max_connections` (read from the live
+/// config, so a reload changes it for new connections), or `default_max` when it is not set.
+pub struct Capped<A> {
+    pub app: Arc<A>,
+    pub state: Arc<State>,
+    pub default_max: usize,
+}
+
+/// The limit when `server.max_connections` is not set: [`DEFAULT_MAX_CONNECTIONS`], or what an
+/// open-files limit of `open_files` can hold with a client and an upstream socket per
+/// connection and a few dozen descriptors to spare (HAProxy derives its `maxconn` the same way).
+pub fn default_max(open_files: u64) -> usize {
+    let fit = open_files.saturating_sub(RESERVED_FDS) / 2;
+    (fit.max(1) as usize).min(DEFAULT_MAX_CONNECTIONS)
+}
+
+/// Descriptors kept for listeners, config and key files, logs and the admin port.
+pub const RESERVED_FDS: u64 = 64;
+
+/// Holds one slot of the count; gives it back when the connection ends, however it ends.
+struct Slot;
+
+impl Slot {
+    /// Takes a slot unless `max` are taken.
+    fn take(max: usize) -> Option<Slot> {
+        OPEN.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .ok()
+            .map(|_| Slot)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        OPEN.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for Capped<A> {
+    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        let max = self
+            .state
+            .config
+            .load()
+            .server
+            .max_connections
+            .unwrap_or(self.default_max);
+        let Some(_slot) = Slot::take(max) else {
+            self.state.metrics.inc("tollgate_connections_refused_total", &[]);
+            warn_limit_reached(max);
+            // Dropping the stream closes the connection before anything is read from it.
+            return None;
+        };
+        self.app.process_new(stream, shutdown).await
+    }
+
+    async fn cleanup(&self) {
+        self.app.cleanup().await
+    }
+}
+
+fn warn_limit_reached(max: usize) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let last = LAST_WARNING.load(Ordering::Relaxed);
+    if now >= last + WARN_EVERY_SECS
+        && LAST_WARNING
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(
+            max_connections = max,
+            "client connection limit reached; closing new connections (see tollgate_connections_refused_total)"
+        );
+    }
+}
+
+/// Raises the soft open-files limit to the hard one, as Go's runtime does at start: each
+/// proxied request holds two sockets, and a soft limit of 1,024 (a login shell's default) would
+/// cap a sidecar at a few hundred clients. Returns the soft limit before and after.
+pub fn raise_open_files_limit() -> std::io::Result<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let before = lim.rlim_cur;
+        if lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok((before, lim.rlim_cur))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_stop_at_the_limit_and_come_back_when_dropped() {
+        // OPEN is shared with any other test in this process that takes slots; none does.
+        let base = OPEN.load(Ordering::Acquire);
+        let a = Slot::take(base + 2).expect("first slot");
+        let b = Slot::take(base + 2).expect("second slot");
+        assert!(Slot::take(base + 2).is_none(), "a third slot past the limit");
+        drop(a);
+        let c = Slot::take(base + 2).expect("a slot freed by a closed connection");
+        drop((b, c));
+        assert_eq!(OPEN.load(Ordering::Acquire), base);
+    }
+
+    #[test]
+    fn the_default_limit_fits_the_open_files_limit() {
+        assert_eq!(default_max(1_048_576), DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(default_max(20_000), DEFAULT_MAX_CONNECTIONS - 32);
+        assert_eq!(default_max(1_024), 480);
+        assert_eq!(default_max(10), 1);
+    }
+
+    #[test]
+    fn the_open_files_limit_ends_at_the_hard_limit() {
+        let (before, after) = raise_open_files_limit().unwrap();
+        assert!(after >= before);
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        assert_eq!(lim.rlim_cur, lim.rlim_max);
+    }
+}
