@@ -166,6 +166,17 @@ fn key_rotation_new_kid_signs_old_verifies_until_removed() {
     let base = std::fs::read_to_string(tg.config_path()).unwrap();
     let old_token = tg.token("product-sa-client", "password");
     assert_eq!(header_of(&old_token)["kid"], "demo-rs256");
+    // The discovery document is rendered once per config: it must follow the new keys.
+    let algs = || -> Vec<String> {
+        let d: Value = client()
+            .get(tg.url("/realms/demo/.well-known/openid-configuration"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        serde_json::from_value(d["id_token_signing_alg_values_supported"].clone()).unwrap()
+    };
+    assert_eq!(algs(), ["RS256"]);
     // A new key in front: it signs, the old one still verifies and stays published.
     std::fs::write(
         tg.dir.path().join("new.pem"),
@@ -181,6 +192,7 @@ fn key_rotation_new_kid_signs_old_verifies_until_removed() {
     within(Duration::from_secs(1), "rotation", || {
         header_of(&tg.token("product-sa-client", "password"))["kid"] == "new-es256"
     });
+    assert_eq!(algs(), ["ES256", "RS256"]);
     let jwks: Value = client()
         .get(tg.url("/realms/demo/protocol/openid-connect/certs"))
         .send()

@@ -30,6 +30,9 @@ pub struct Realm {
     pub cache_tag: Arc<str>,
     /// The JWKS document, rendered once.
     pub jwks_json: bytes::Bytes,
+    /// The discovery document, rendered by the issuer on first use (a realm lives as long as
+    /// its config snapshot, so a reload renders it anew).
+    pub discovery_json: std::sync::OnceLock<bytes::Bytes>,
     pub clients: HashMap<String, Client>,
     /// Does any client use an argon2 secret (an unknown client then costs an argon2 run too)?
     pub any_hashed_secret: bool,
@@ -198,6 +201,7 @@ pub(super) fn build(c: &mut Checker, name: &str, rf: &RealmFile, default_issuer:
         keys,
         keys_id,
         jwks_json,
+        discovery_json: std::sync::OnceLock::new(),
         clients,
         any_hashed_secret,
     })

@@ -48,6 +48,12 @@ pub fn jwks(realm: &Realm) -> Reply {
 }
 
 pub fn discovery(realm: &Realm) -> Reply {
+    let doc = realm.discovery_json.get_or_init(|| discovery_doc(realm));
+    Reply::json(200, doc.clone()).header("cache-control", "max-age=60")
+}
+
+/// OpenID Connect Discovery 1.0 metadata; depends only on the realm's config.
+fn discovery_doc(realm: &Realm) -> bytes::Bytes {
     let base = format!("{}/protocol/openid-connect", realm.issuer);
     let mut algs: Vec<&str> = realm.keys.values().map(|k| crate::keys::alg_name(k.alg)).collect();
     algs.sort();
@@ -69,7 +75,7 @@ pub fn discovery(realm: &Realm) -> Reply {
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "client_secret_jwt"],
         "claims_supported": ["aud", "sub", "iss", "exp", "iat", "jti", "azp", "scope", "client_id", "preferred_username", "realm_access", "resource_access"],
     });
-    Reply::json(200, doc.to_string()).header("cache-control", "max-age=60")
+    bytes::Bytes::from(doc.to_string())
 }
 
 /// RFC 7662: anything that is not a live token of this realm is `{"active": false}`.
