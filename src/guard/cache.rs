@@ -8,7 +8,39 @@
 use super::bearer::Identity;
 use parking_lot::RwLock;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, DefaultHasher, Hasher, RandomState};
 use std::sync::Arc;
+
+/// How many trailing bytes of a token its hash covers: 32 base64url characters of its
+/// signature, 192 bits that nobody without the signing key can choose.
+const HASHED_TAIL: usize = 32;
+
+/// Keyed SipHash (std's `RandomState`) over the tail of the token only. Hashing a whole RS256
+/// token (~900 bytes) cost more than the rest of a cached lookup. Only tokens whose signature
+/// verified are inserted, so no one can fill a bucket with colliding entries; a junk token that
+/// lands in a bucket costs one string compare.
+#[derive(Default)]
+struct TailHash(RandomState);
+
+struct TailHasher(DefaultHasher);
+
+impl BuildHasher for TailHash {
+    type Hasher = TailHasher;
+
+    fn build_hasher(&self) -> TailHasher {
+        TailHasher(self.0.build_hasher())
+    }
+}
+
+impl Hasher for TailHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.write(&bytes[bytes.len().saturating_sub(HASHED_TAIL)..]);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0.finish()
+    }
+}
 
 /// Entries held at most. At ~1 KiB each this bounds the cache near 10 MiB.
 pub const MAX_ENTRIES: usize = 10_000;
@@ -21,7 +53,7 @@ struct Entry {
 
 #[derive(Default)]
 pub struct TokenCache {
-    map: RwLock<HashMap<Box<str>, Entry>>,
+    map: RwLock<HashMap<Box<str>, Entry, TailHash>>,
 }
 
 impl TokenCache {
@@ -62,5 +94,45 @@ impl TokenCache {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(jti: &str) -> Arc<Identity> {
+        Arc::new(Identity {
+            realm: "demo".into(),
+            subject: "s".into(),
+            client_id: "c".into(),
+            roles: vec![],
+            roles_header: String::new(),
+            scope: String::new(),
+            audience: vec![],
+            jti: jti.into(),
+            sid: String::new(),
+            exp: u64::MAX,
+            iat: 0,
+            nbf: None,
+            typ: "Bearer".into(),
+        })
+    }
+
+    #[test]
+    fn tokens_that_share_a_tail_are_still_told_apart() {
+        let cache = TokenCache::default();
+        let tail = "x".repeat(HASHED_TAIL);
+        let (a, b) = (format!("header.a-claims.{tail}"), format!("header.b-claims.{tail}"));
+        let tag: Arc<str> = "keys".into();
+        cache.insert(&a, tag.clone(), identity("a"), 0);
+        assert!(cache.get(&b, "keys").is_none(), "same hash, different token");
+        cache.insert(&b, tag, identity("b"), 0);
+        assert_eq!(cache.get(&a, "keys").unwrap().jti, "a");
+        assert_eq!(cache.get(&b, "keys").unwrap().jti, "b");
+        // Shorter than the hashed tail: the whole token is hashed.
+        cache.insert("short", "keys".into(), identity("s"), 0);
+        assert_eq!(cache.get("short", "keys").unwrap().jti, "s");
+        assert!(cache.get("short", "other keys").is_none());
     }
 }
