@@ -332,13 +332,9 @@ fn a_refused_request_keeps_its_connection_when_its_body_is_small_and_closes_it_o
     }
 }
 
-/// The value of an unlabelled series in the metrics text.
 fn metric(tg: &Tollgate, name: &str) -> f64 {
-    let text = tg.metrics();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    tg.metric(name)
+        .unwrap_or_else(|| panic!("no {name} in\n{}", tg.metrics()))
 }
 
 /// Polls the admin port until `name` reads `want` (the server sees a close when it next polls).

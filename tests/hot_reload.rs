@@ -35,10 +35,7 @@ fn within(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration 
 }
 
 fn counter(tg: &Tollgate, name: &str) -> u64 {
-    tg.metrics()
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")).map(|v| v.trim().parse().unwrap()))
-        .unwrap_or(0)
+    tg.metric(name).unwrap_or(0.0) as u64
 }
 
 const NEW_CLIENT: &str =

@@ -17,6 +17,18 @@ fn run(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Waits up to 10 s for `child` to exit.
+fn wait_for_exit(child: &mut std::process::Child, when: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "did not exit {when}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn hash_secret(secret: &str) -> String {
     let mut child = Command::new(bin())
         .arg("hash-secret")
@@ -326,15 +338,7 @@ fn sigterm_drains_requests_in_flight_then_exits_zero() {
     let pid = tg.child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     assert_eq!(slow.join().unwrap().unwrap(), 200, "the request in flight completed");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = tg.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "did not exit after draining");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(wait_for_exit(&mut tg.child, "after draining").code(), Some(0));
 }
 
 #[test]
@@ -351,15 +355,7 @@ fn sigint_exits_at_once_and_still_writes_the_access_lines_it_held() {
     }
     let pid = tg.child.id().to_string();
     assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = tg.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "did not exit on SIGINT");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(wait_for_exit(&mut tg.child, "on SIGINT").code(), Some(0));
     // The reader thread reaches the end of stderr shortly after the exit.
     let deadline = Instant::now() + Duration::from_secs(5);
     while !tg.logs().contains("/sigint-marker-19") {

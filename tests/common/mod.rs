@@ -258,6 +258,13 @@ impl Tollgate {
             .unwrap()
     }
 
+    /// The value of the unlabelled series `name` in `/metrics`, if it is there.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        self.metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
     /// Status of `GET path` with `token` as the bearer.
     pub fn get_status(&self, path: &str, token: &str) -> u16 {
         client()
