@@ -165,12 +165,7 @@ fn key_rotation_new_kid_signs_old_verifies_until_removed() {
     assert_eq!(header_of(&old_token)["kid"], "demo-rs256");
     // The discovery document is rendered once per config: it must follow the new keys.
     let algs = || -> Vec<String> {
-        let d: Value = client()
-            .get(tg.url("/realms/demo/.well-known/openid-configuration"))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
+        let d: Value = tg.get_json("/realms/demo/.well-known/openid-configuration");
         serde_json::from_value(d["id_token_signing_alg_values_supported"].clone()).unwrap()
     };
     assert_eq!(algs(), ["RS256"]);
@@ -190,12 +185,7 @@ fn key_rotation_new_kid_signs_old_verifies_until_removed() {
         header_of(&tg.token("product-sa-client", "password"))["kid"] == "new-es256"
     });
     assert_eq!(algs(), ["ES256", "RS256"]);
-    let jwks: Value = client()
-        .get(tg.url("/realms/demo/protocol/openid-connect/certs"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let jwks: Value = tg.get_json("/realms/demo/protocol/openid-connect/certs");
     let kids: Vec<&str> = jwks["keys"]
         .as_array()
         .unwrap()

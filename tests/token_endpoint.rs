@@ -63,12 +63,7 @@ fn keycloak_documented_request_gets_a_token() {
 fn token_verifies_through_the_jwks_and_carries_keycloak_claims() {
     let (tg, _up) = start();
     let token = tg.token("product-sa-client", "password");
-    let jwks: JwkSet = client()
-        .get(tg.url("/realms/demo/protocol/openid-connect/certs"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let jwks: JwkSet = tg.get_json("/realms/demo/protocol/openid-connect/certs");
     let header = jsonwebtoken::decode_header(&token).unwrap();
     assert_eq!(header.typ.as_deref(), Some("JWT"));
     assert_eq!(header.kid.as_deref(), Some("demo-rs256"));
@@ -267,12 +262,7 @@ fn get_on_the_token_endpoint_is_405_and_unknown_realm_404() {
 #[test]
 fn discovery_document_names_the_endpoints() {
     let (tg, _up) = start();
-    let d: Value = client()
-        .get(tg.url("/realms/demo/.well-known/openid-configuration"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let d: Value = tg.get_json("/realms/demo/.well-known/openid-configuration");
     let issuer = format!("http://localhost:{}/realms/demo", tg.http.port());
     assert_eq!(d["issuer"], issuer);
     assert_eq!(d["token_endpoint"], format!("{issuer}/protocol/openid-connect/token"));
@@ -311,12 +301,7 @@ fn es256_and_eddsa_realms_issue_tokens_that_verify() {
         let tg = Tollgate::start(&config, up.addr);
         let token = tg.token("product-sa-client", "password");
         assert_eq!(header_of(&token)["alg"], alg);
-        let jwks: JwkSet = client()
-            .get(tg.url("/realms/demo/protocol/openid-connect/certs"))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
+        let jwks: JwkSet = tg.get_json("/realms/demo/protocol/openid-connect/certs");
         let key = DecodingKey::from_jwk(jwks.find(&format!("k-{alg}")).unwrap()).unwrap();
         let mut v = Validation::new(jsonwebtoken::decode_header(&token).unwrap().alg);
         v.set_audience(&["orders-api"]);

@@ -258,6 +258,11 @@ impl Tollgate {
             .unwrap()
     }
 
+    /// `GET path` on the proxy listener, its body decoded from JSON.
+    pub fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        client().get(self.url(path)).send().unwrap().json().unwrap()
+    }
+
     /// The value of the unlabelled series `name` in `/metrics`, if it is there.
     pub fn metric(&self, name: &str) -> Option<f64> {
         self.metrics()
