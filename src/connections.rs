@@ -37,13 +37,47 @@ pub struct Capped<A> {
 /// The limit when `server.max_connections` is not set: [`DEFAULT_MAX_CONNECTIONS`], or what an
 /// open-files limit of `open_files` can hold with a client and an upstream socket per
 /// connection and a few dozen descriptors to spare (HAProxy derives its `maxconn` the same way).
-pub fn default_max(open_files: u64) -> usize {
+fn default_max(open_files: u64) -> usize {
     let fit = open_files.saturating_sub(RESERVED_FDS) / 2;
     (fit.max(1) as usize).min(DEFAULT_MAX_CONNECTIONS)
 }
 
 /// Descriptors kept for listeners, config and key files, logs and the admin port.
-pub const RESERVED_FDS: u64 = 64;
+const RESERVED_FDS: u64 = 64;
+
+/// Open files that `max` connections can need: a client and an upstream socket each.
+fn fds_needed(max: usize) -> u64 {
+    max as u64 * 2 + RESERVED_FDS
+}
+
+/// At start: raises the open-files limit, says when it constrains the connection limit, and
+/// returns the limit to use while `server.max_connections` is not set.
+pub fn limits_at_start(configured: Option<usize>) -> usize {
+    let open_files = match raise_open_files_limit() {
+        Ok((before, after)) => {
+            if after > before {
+                tracing::info!("open-files limit (RLIMIT_NOFILE) raised from {before} to its hard limit {after}");
+            }
+            after
+        }
+        Err(e) => {
+            tracing::warn!("could not read or raise the open-files limit: {e}");
+            1024
+        }
+    };
+    let default = default_max(open_files);
+    match configured {
+        Some(max) if fds_needed(max) > open_files => tracing::warn!(
+            "server.max_connections = {max} can need {} open files (a client and an upstream socket each); the open-files limit is {open_files}",
+            fds_needed(max)
+        ),
+        None if default < DEFAULT_MAX_CONNECTIONS => tracing::info!(
+            "client connections limited to {default} by the open-files limit ({open_files}); set server.max_connections to choose"
+        ),
+        _ => {}
+    }
+    default
+}
 
 /// Holds one slot of the count; gives it back when the connection ends, however it ends.
 struct Slot;
@@ -108,7 +142,7 @@ fn warn_limit_reached(max: usize) {
 /// Raises the soft open-files limit to the hard one, as Go's runtime does at start: each
 /// proxied request holds two sockets, and a soft limit of 1,024 (a login shell's default) would
 /// cap a sidecar at a few hundred clients. Returns the soft limit before and after.
-pub fn raise_open_files_limit() -> std::io::Result<(u64, u64)> {
+fn raise_open_files_limit() -> std::io::Result<(u64, u64)> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

@@ -71,29 +71,7 @@ pub fn run(config_path: &Path) -> Result<(), String> {
         tracing::warn!("{w}");
     }
     let settings = snap.server.clone();
-    let open_files = match crate::connections::raise_open_files_limit() {
-        Ok((before, after)) => {
-            if after > before {
-                tracing::info!("open-files limit (RLIMIT_NOFILE) raised from {before} to its hard limit {after}");
-            }
-            after
-        }
-        Err(e) => {
-            tracing::warn!("could not read or raise the open-files limit: {e}");
-            1024
-        }
-    };
-    let default_max = crate::connections::default_max(open_files);
-    match settings.max_connections {
-        Some(max) if (max as u64) * 2 + crate::connections::RESERVED_FDS > open_files => tracing::warn!(
-            "server.max_connections = {max} can need {} open files (a client and an upstream socket each); the open-files limit is {open_files}",
-            (max as u64) * 2 + crate::connections::RESERVED_FDS
-        ),
-        None if default_max < crate::config::DEFAULT_MAX_CONNECTIONS => tracing::info!(
-            "client connections limited to {default_max} by the open-files limit ({open_files}); set server.max_connections to choose"
-        ),
-        _ => {}
-    }
+    let default_max = crate::connections::limits_at_start(settings.max_connections);
     let state = State::new(snap, config_path.to_path_buf(), port);
 
     let conf_threads = settings
