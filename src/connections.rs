@@ -1,21 +1,31 @@
-//! The client connection limit (`server.max_connections`) and the open-files limit.
+//! Client connections: the limit (`server.max_connections`), the open-files limit, and which
+//! protocol a new connection is served with.
 //!
 //! Every proxy worker's app is wrapped in [`Capped`], which counts the client connections open
 //! across all workers and closes a new one at once when the count is at the limit, the way
-//! Envoy's listener connection limit does. An idle keep-alive connection holds ~40-50 KB of
+//! Envoy's listener connection limit does. An idle keep-alive connection holds ~40 KB of
 //! pingora's state (bench/README.md), so without a bound, clients that open connections and send
 //! nothing would grow memory until the open-files limit. The admin listener is not counted, so
 //! `/metrics` and the probes still answer when the proxy is full.
+//!
+//! [`Capped`] also tells HTTP/1 from HTTP/2 itself and runs an HTTP/1 connection's requests
+//! directly. pingora's own dispatch sniffs cleartext HTTP/2 by waiting for 24 bytes with no time
+//! limit, so a whole request shorter than that (`GET / HTTP/1.0` and a blank line) got no answer,
+//! and a client that connected and sent nothing held its connection, and a place under
+//! `max_connections`, for ever. Here the sniff stops as soon as the bytes cannot be the HTTP/2
+//! preface and waits at most [`FIRST_BYTES_TIMEOUT`]; HTTP/2 connections still go through
+//! pingora's dispatch. An idle HTTP/1 connection also holds ~1.5 KB less this way.
 
 use crate::config::DEFAULT_MAX_CONNECTIONS;
 use crate::state::State;
 use async_trait::async_trait;
-use pingora::apps::ServerApp;
-use pingora::protocols::Stream;
+use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Client connections open now, over every proxy worker.
 pub static OPEN: AtomicUsize = AtomicUsize::new(0);
@@ -25,6 +35,80 @@ static LAST_WARNING: AtomicU64 = AtomicU64::new(0);
 
 /// At most one warning per this many seconds while connections are being refused.
 const WARN_EVERY_SECS: u64 = 10;
+
+/// How long a new connection may stay silent before it is closed: the same 60 s that pingora
+/// allows each read of a request head afterwards (nginx's `client_header_timeout` default).
+pub const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a cleartext HTTP/2 client sends first (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// How a new connection is served.
+#[derive(Debug, PartialEq, Eq)]
+enum Protocol {
+    /// HTTP/1.x, by [`serve_http1`].
+    Http1,
+    /// HTTP/2 (ALPN or the cleartext preface) or another ALPN protocol: pingora's own dispatch.
+    Pingora,
+}
+
+/// Decides how to serve `stream` from its ALPN (TLS) or, when cleartext HTTP/2 is on, from as
+/// few of its first bytes as tell the two apart; the bytes stay in the stream. `None`: the
+/// client sent nothing within `wait`, or closed, or the read failed; the connection is dropped.
+async fn protocol(stream: &mut Stream, h2c: bool, wait: Duration) -> Option<Protocol> {
+    if stream.get_ssl_digest().is_some() {
+        return Some(match stream.selected_alpn_proto() {
+            Some(ALPN::H2 | ALPN::Custom(_)) => Protocol::Pingora,
+            _ => Protocol::Http1,
+        });
+    }
+    if !h2c {
+        return Some(Protocol::Http1);
+    }
+    // Most HTTP/1 requests part from the preface at their first or second byte. Peeking at a
+    // doubling length, a request only waits for bytes that could still be the preface's, so a
+    // short request is never held waiting for bytes its client will not send.
+    for len in [1, 2, 4, 8, 16, H2_PREFACE.len()] {
+        let mut buf = [0u8; H2_PREFACE.len()];
+        let buf = &mut buf[..len];
+        match tokio::time::timeout(wait, stream.try_peek(buf)).await {
+            Ok(Ok(true)) => {}
+            // A stream that cannot peek is served as pingora would: HTTP/1.
+            Ok(Ok(false)) => return Some(Protocol::Http1),
+            Ok(Err(e)) => {
+                tracing::debug!("connection closed before its first request: {e}");
+                return None;
+            }
+            Err(_) => {
+                tracing::debug!("connection closed: nothing received in {wait:?}");
+                return None;
+            }
+        }
+        if buf != &H2_PREFACE[..len] {
+            return Some(Protocol::Http1);
+        }
+    }
+    Some(Protocol::Pingora)
+}
+
+/// Serves an HTTP/1 connection's requests one after another, as pingora's dispatch does for
+/// HTTP/1: a 60 s keep-alive, and the app's limit of requests per connection.
+async fn serve_http1<A>(app: &Arc<A>, stream: Stream, shutdown: &ShutdownWatch)
+where
+    A: HttpServerApp + Send + Sync + 'static,
+{
+    let mut session = ServerSession::new_http1(stream);
+    session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
+    session.set_keepalive_reuses_remaining(app.server_options().and_then(|o| o.keepalive_request_limit));
+    let mut reused = app.process_new_http(session, shutdown).await;
+    while let Some((stream, settings)) = reused.map(|r| r.consume()) {
+        let mut session = ServerSession::new_http1(stream);
+        if let Some(settings) = settings {
+            settings.apply_to_session(&mut session);
+        }
+        reused = app.process_new_http(session, shutdown).await;
+    }
+}
 
 /// A proxy app whose connections count against `server.max_connections` (read from the live
 /// config, so a reload changes it for new connections), or `default_max` when it is not set.
@@ -98,8 +182,8 @@ impl Drop for Slot {
 }
 
 #[async_trait]
-impl<A: ServerApp + Send + Sync + 'static> ServerApp for Capped<A> {
-    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Capped<A> {
+    async fn process_new(self: &Arc<Self>, mut stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
         let max = self
             .state
             .config
@@ -113,7 +197,18 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Capped<A> {
             // Dropping the stream closes the connection before anything is read from it.
             return None;
         };
-        self.app.process_new(stream, shutdown).await
+        let opts = self.app.server_options();
+        if opts.is_some_and(|o| o.force_custom) {
+            return ServerApp::process_new(&self.app, stream, shutdown).await;
+        }
+        let h2c = opts.is_some_and(|o| o.h2c);
+        match protocol(&mut stream, h2c, FIRST_BYTES_TIMEOUT).await? {
+            Protocol::Http1 => {
+                serve_http1(&self.app, stream, shutdown).await;
+                None
+            }
+            Protocol::Pingora => ServerApp::process_new(&self.app, stream, shutdown).await,
+        }
     }
 
     async fn cleanup(&self) {
@@ -166,6 +261,62 @@ fn raise_open_files_limit() -> std::io::Result<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A connected pair of real sockets: pingora's server side, and the client's.
+    async fn pair() -> (Stream, tokio::net::TcpStream) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (server, _) = l.accept().await.unwrap();
+        (Box::new(pingora::protocols::l4::stream::Stream::from(server)), client)
+    }
+
+    /// What `protocol` decides when the client sends `first` and then waits.
+    async fn decide(first: &[u8]) -> (Option<Protocol>, Stream) {
+        let (mut server, mut client) = pair().await;
+        client.write_all(first).await.unwrap();
+        let p = protocol(&mut server, true, Duration::from_millis(200)).await;
+        (p, server)
+    }
+
+    #[tokio::test]
+    async fn http1_is_told_from_the_http2_preface_without_losing_a_byte() {
+        for req in [
+            &b"GET / HTTP/1.0\r\n\r\n"[..],
+            b"POST /token HTTP/1.1\r\n",
+            b"PRI /x HTTP/1.0\r\n\r\n",
+        ] {
+            let (p, mut server) = decide(req).await;
+            assert_eq!(p, Some(Protocol::Http1), "{:?}", String::from_utf8_lossy(req));
+            let mut back = vec![0; req.len()];
+            server.read_exact(&mut back).await.unwrap();
+            assert_eq!(back, req, "the sniffed bytes are read again");
+        }
+        let (p, mut server) = decide(H2_PREFACE).await;
+        assert_eq!(p, Some(Protocol::Pingora));
+        let mut back = [0; 24];
+        server.read_exact(&mut back).await.unwrap();
+        assert_eq!(&back[..], H2_PREFACE);
+    }
+
+    #[tokio::test]
+    async fn a_silent_or_closed_connection_is_dropped_after_the_wait() {
+        // Nothing at all, and the start of the preface with the rest never coming.
+        for first in [&b""[..], b"PRI * HTTP/2"] {
+            let t = std::time::Instant::now();
+            assert_eq!(decide(first).await.0, None, "{first:?}");
+            assert!(t.elapsed() >= Duration::from_millis(200));
+        }
+        let (mut server, client) = pair().await;
+        drop(client);
+        assert_eq!(protocol(&mut server, true, Duration::from_secs(10)).await, None);
+        // Without cleartext HTTP/2 nothing is read here; pingora's header timeout applies.
+        let (mut server, _client) = pair().await;
+        assert_eq!(
+            protocol(&mut server, false, Duration::from_millis(1)).await,
+            Some(Protocol::Http1)
+        );
+    }
 
     #[test]
     fn slots_stop_at_the_limit_and_come_back_when_dropped() {

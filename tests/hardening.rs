@@ -112,6 +112,25 @@ fn duplicate_content_length_and_te_with_cl_are_refused() {
 }
 
 #[test]
+fn requests_shorter_than_the_http2_preface_are_answered() {
+    // Cleartext HTTP/2 is told from HTTP/1 by its 24-byte preface; a whole HTTP/1.0 request can
+    // be shorter than that, and must not wait for bytes that will never come.
+    let (tg, _up) = start();
+    for (req, want) in [
+        (&b"GET /x HTTP/1.0\r\n\r\n"[..], 404),
+        (&b"GET /public HTTP/1.0\n\n"[..], 200),
+        (&b"PUT /x HTTP/1.0\r\n\r\n"[..], 404),
+        (&b"PRI /x HTTP/1.0\r\n\r\n"[..], 404),
+    ] {
+        assert!(req.len() < 24);
+        let t = Instant::now();
+        let (status, _) = raw_request(tg.http, req);
+        assert_eq!(status, want, "{:?}", String::from_utf8_lossy(req));
+        assert!(t.elapsed() < Duration::from_secs(5), "answered after {:?}", t.elapsed());
+    }
+}
+
+#[test]
 fn two_hundred_dribbling_bodies_do_not_delay_a_normal_request() {
     let (tg, _up) = start();
     let mut slow = Vec::new();
