@@ -3,9 +3,9 @@
 //!
 //! Every proxy worker's app is wrapped in [`Capped`], which counts the client connections open
 //! across all workers and closes a new one at once when the count is at the limit, the way
-//! Envoy's listener connection limit does. An idle keep-alive connection holds ~40 KB of
-//! pingora's state (bench/README.md), so without a bound, clients that open connections and send
-//! nothing would grow memory until the open-files limit. The admin listener is not counted, so
+//! Envoy's listener connection limit does. A connection holds ~15 KB of pingora's state while
+//! idle and ~35 KB more with a request in flight (bench/README.md), so without a bound, clients
+//! that open connections and send nothing would grow memory until the open-files limit. The admin listener is not counted, so
 //! `/metrics` and the probes still answer when the proxy is full.
 //!
 //! [`Capped`] also tells HTTP/1 from HTTP/2 itself and runs an HTTP/1 connection's requests
@@ -14,7 +14,8 @@
 //! and a client that connected and sent nothing held its connection, and a place under
 //! `max_connections`, for ever. Here the sniff stops as soon as the bytes cannot be the HTTP/2
 //! preface and waits at most [`FIRST_BYTES_TIMEOUT`]; HTTP/2 connections still go through
-//! pingora's dispatch. An idle HTTP/1 connection also holds ~1.5 KB less this way.
+//! pingora's dispatch. Between requests an HTTP/1 connection holds only its stream and task
+//! ([`next_request`]).
 
 use crate::config::DEFAULT_MAX_CONNECTIONS;
 use crate::state::State;
@@ -91,6 +92,9 @@ async fn protocol(stream: &mut Stream, h2c: bool, wait: Duration) -> Option<Prot
     Some(Protocol::Pingora)
 }
 
+/// How long an HTTP/1 connection may sit idle between requests (pingora's keep-alive).
+const KEEPALIVE_SECS: u64 = 60;
+
 /// Serves an HTTP/1 connection's requests one after another, as pingora's dispatch does for
 /// HTTP/1: a 60 s keep-alive, and the app's limit of requests per connection.
 async fn serve_http1<A>(app: &Arc<A>, stream: Stream, shutdown: &ShutdownWatch)
@@ -98,15 +102,42 @@ where
     A: HttpServerApp + Send + Sync + 'static,
 {
     let mut session = ServerSession::new_http1(stream);
-    session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
+    session.set_keepalive(if *shutdown.borrow() { None } else { Some(KEEPALIVE_SECS) });
     session.set_keepalive_reuses_remaining(app.server_options().and_then(|o| o.keepalive_request_limit));
     let mut reused = app.process_new_http(session, shutdown).await;
-    while let Some((stream, settings)) = reused.map(|r| r.consume()) {
+    while let Some((mut stream, settings)) = reused.map(|r| r.consume()) {
+        if !next_request(&mut stream, shutdown).await {
+            return;
+        }
         let mut session = ServerSession::new_http1(stream);
         if let Some(settings) = settings {
             settings.apply_to_session(&mut session);
         }
         reused = app.process_new_http(session, shutdown).await;
+    }
+}
+
+/// Waits on a kept-alive connection until the client sends its next request, holding only the
+/// stream. pingora's request future, HTTP session and request-head buffer (~20 KB) are made
+/// when there is something to read, so an idle connection costs half as much. `false`: close
+/// it (idle past the keep-alive, or the server is shutting down).
+///
+/// The wait is a read into an empty buffer, which waits for the socket to be readable and takes
+/// nothing from it. Not on TLS: tokio-rustls takes a read that returns no bytes for the end of
+/// the stream, so a TLS session starts its request at once, as in pingora's dispatch.
+async fn next_request(stream: &mut Stream, shutdown: &ShutdownWatch) -> bool {
+    use tokio::io::AsyncReadExt;
+    if stream.get_ssl_digest().is_some() {
+        return true;
+    }
+    let mut shutdown = shutdown.clone();
+    tokio::select! {
+        biased;
+        readable = tokio::time::timeout(Duration::from_secs(KEEPALIVE_SECS), stream.read(&mut [])) => {
+            // An error or the end of the stream is left to the session's read to report.
+            readable.is_ok()
+        }
+        _ = shutdown.wait_for(|down| *down) => false,
     }
 }
 
@@ -297,6 +328,26 @@ mod tests {
         let mut back = [0; 24];
         server.read_exact(&mut back).await.unwrap();
         assert_eq!(&back[..], H2_PREFACE);
+    }
+
+    #[tokio::test]
+    async fn the_wait_for_a_next_request_takes_nothing_from_it_and_ends_at_shutdown() {
+        let (down, shutdown) = tokio::sync::watch::channel(false);
+        let (mut server, mut client) = pair().await;
+        // Idle: still waiting.
+        let idle = tokio::time::timeout(Duration::from_millis(100), next_request(&mut server, &shutdown)).await;
+        assert!(idle.is_err(), "returned while the client was silent");
+        let req = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        client.write_all(req).await.unwrap();
+        assert!(next_request(&mut server, &shutdown).await);
+        let mut back = vec![0; req.len()];
+        server.read_exact(&mut back).await.unwrap();
+        assert_eq!(back, req, "the request is read whole afterwards");
+        down.send(true).unwrap();
+        assert!(
+            !next_request(&mut server, &shutdown).await,
+            "an idle connection closes at shutdown"
+        );
     }
 
     #[tokio::test]
