@@ -15,7 +15,7 @@
 //! `max_connections`, for ever. Here the sniff stops as soon as the bytes cannot be the HTTP/2
 //! preface and waits at most [`FIRST_BYTES_TIMEOUT`]; HTTP/2 connections still go through
 //! pingora's dispatch. Between requests an HTTP/1 connection holds only its stream and task
-//! ([`next_request`]).
+//! (`next_request`).
 
 use crate::config::DEFAULT_MAX_CONNECTIONS;
 use crate::state::State;

@@ -57,7 +57,7 @@ pub struct ServerFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RealmFile {
-    /// Token `iss`. Default: "http://localhost:<listen port>/realms/<name>".
+    /// Token `iss`. Default: `"http://localhost:<listen port>/realms/<name>"`.
     pub issuer: Option<String>,
     /// Default "5m" (Keycloak's default).
     pub access_token_lifespan: Option<String>,
