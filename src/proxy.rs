@@ -18,6 +18,7 @@ use crate::issuer;
 use crate::state::State;
 use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::modules::http::HttpModules;
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
@@ -167,6 +168,11 @@ async fn respond_and_close(session: &mut Session, reply: &Reply) -> Result<bool>
 #[async_trait]
 impl ProxyHttp for Tollgate {
     type CTX = Ctx;
+
+    /// No downstream modules. pingora's default is a response-compression module switched off
+    /// (level 0), which still builds a context and runs two boxed filter calls per request;
+    /// tollgate does not compress responses.
+    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
     fn new_ctx(&self) -> Ctx {
         IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
