@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tollgate load benchmark: tollgate vs an nginx proxy_pass baseline, token issuance per signing
 # algorithm, argon2 vs plaintext client secrets, latency added by auth at half of peak load,
-# RSS under 1000 keep-alive connections, and time from start to listening.
+# RSS under 1000 keep-alive connections (busy and idle), and time from start to listening.
 #
 # Everything runs on 127.0.0.1 of this machine. See bench/README.md for what each number means.
 #
@@ -46,11 +46,12 @@ fi
 scripts/ensure-tools.sh # cmake, for pingora's zlib-ng
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-log "building tollgate, examples/passthrough and examples/openloop (cargo build --release)"
-cargo build --release --quiet --bin tollgate --example passthrough --example openloop
+log "building tollgate and examples/{passthrough,openloop,idleconns} (cargo build --release)"
+cargo build --release --quiet --bin tollgate --example passthrough --example openloop --example idleconns
 [ -x "$BIN" ] || die "no $BIN after the build"
 BARE_BIN="$ROOT/target/release/examples/passthrough"
 OPENLOOP_BIN="$ROOT/target/release/examples/openloop"
+IDLE_BIN="$ROOT/target/release/examples/idleconns"
 
 # Up to 1000 client connections plus as many upstream ones.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -465,6 +466,27 @@ RSS_AFTER=$(rss_kb "$TG_PID")
 read -r _ RSS_RPS RSS_P99 RSS_BAD < <(parse_wrk "$WORK/wrk-rss.txt")
 log "  VmRSS idle ${RSS_IDLE} kB, max ${RSS_MAX} kB; up to $CONNS_SEEN connections established; $RSS_RPS req/s, $RSS_BAD errors"
 
+# ---------------------------------------------------------------- RSS of idle keep-alive connections
+# A fresh tollgate; examples/idleconns opens 1000 connections one at a time, makes one request to
+# /public on each and holds them all idle: a large pool of idle clients.
+log "== RSS with 1000 idle keep-alive connections (fresh tollgate, one request each)"
+stop_tollgate
+start_tollgate warn "$WORK/tollgate.idle.log"
+IDLE_BASE=$(rss_kb "$TG_PID")
+"$IDLE_BIN" --conns 1000 --hold 60 "http://$TG_HTTP/public/x" >"$WORK/idleconns.out" 2>&1 &
+idle_pid=$!
+STARTED+=("$idle_pid TERM")
+until grep -q '^holding' "$WORK/idleconns.out"; do
+  kill -0 "$idle_pid" 2>/dev/null || die "examples/idleconns failed: $(cat "$WORK/idleconns.out")"
+  sleep 0.05
+done
+IDLE_RSS=$(rss_kb "$TG_PID")
+IDLE_EACH=$(awk -v a="$IDLE_RSS" -v b="$IDLE_BASE" 'BEGIN { printf "%.1f", (a - b) / 1000 }')
+kill "$idle_pid" 2>/dev/null
+wait "$idle_pid" 2>/dev/null || true
+forget "$idle_pid"
+log "  VmRSS ${IDLE_BASE} kB fresh, ${IDLE_RSS} kB with the idle connections: ${IDLE_EACH} kB each"
+
 # ---------------------------------------------------------------- access logging on (RUST_LOG=info)
 log "== authorised route with RUST_LOG=info (access line per request, stderr to a file)"
 stop_tollgate
@@ -580,7 +602,9 @@ else
   P99_VERDICT=$(verdict "$ADDED" '<=' 100)
 fi
 row "p99 added by auth at ~half peak" "${ADDED} us" "<= 100 us" "$P99_VERDICT"
-row "tollgate RSS, 1000 keep-alive connections" "$RSS_MB MB" "<= 50 MB" "$(verdict "$RSS_MB" '<=' 50)"
+row "tollgate RSS, 1000 keep-alive connections under wrk load" "$RSS_MB MB" "<= 50 MB" "$(verdict "$RSS_MB" '<=' 50)"
+IDLE_MB=$(awk -v k="$IDLE_RSS" 'BEGIN { printf "%.1f", k / 1024 }')
+row "tollgate RSS, 1000 idle keep-alive connections" "$IDLE_MB MB" "<= 50 MB" "$(verdict "$IDLE_MB" '<=' 50)"
 row "start to listening (median of 5; max $START_MAX ms)" "$START_MED ms" "< 200 ms" "$(verdict "$START_MED" '<' 200)"
 echo
 echo "details:"
@@ -596,6 +620,7 @@ echo "    p50 authorised $(fmt_us "$(med S_P50 open_authorised)"), public $(fmt_
 echo "    p99 added by auth round by round: ${ADDED_ROUNDS[*]} us"
 echo "  RSS: before $RSS_IDLE kB (after the earlier runs), max under -c1000 $RSS_MAX kB, 1s after it $RSS_AFTER kB;"
 echo "    up to $CONNS_SEEN client connections and $UP_CONNS tollgate->upstream connections seen established; $RSS_RPS req/s, p99 $(fmt_us "$RSS_P99"), $RSS_BAD errors"
+echo "  idle keep-alive connections: fresh $IDLE_BASE kB, with 1000 idle $IDLE_RSS kB, $IDLE_EACH kB each"
 echo "  access logging (RUST_LOG=info): $CPU_INFO vs $CPU_AUTH us/req = $(ratio "$CPU_INFO" "$CPU_AUTH")x; $LOG_LINES lines, $LOG_BYTES bytes of log in that run"
 echo "  start to listening, ms: ${STARTS[*]}"
 if [ "$PROFILE" = "1" ]; then
