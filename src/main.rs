@@ -63,7 +63,7 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// mimalloc 3 keeps freed memory committed for 1 s before it gives it back (`purge_delay`;
 /// mimalloc 2 used 10 ms). Every request frees ~35 KB of pingora's state, so under a burst of
-/// connections the freed pages pile up: peak RSS at 1,000 busy connections was ~67 MB with 1 s
+/// connections the freed pages pile up: peak RSS at 1,000 busy connections was ~66 MB with 1 s
 /// and ~56 MB with 10 ms, at no measurable CPU cost (bench/README.md). `MIMALLOC_PURGE_DELAY` in
 /// the environment still decides when set.
 #[cfg(feature = "mimalloc")]
