@@ -24,7 +24,7 @@ use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -96,15 +96,18 @@ async fn protocol(stream: &mut Stream, h2c: bool, wait: Duration) -> Option<Prot
 const KEEPALIVE_SECS: u64 = 60;
 
 /// Serves an HTTP/1 connection's requests one after another, as pingora's dispatch does for
-/// HTTP/1: a 60 s keep-alive, and the app's limit of requests per connection.
-async fn serve_http1<A>(app: &Arc<A>, stream: Stream, shutdown: &ShutdownWatch)
+/// HTTP/1: a 60 s keep-alive, and the app's limit of requests per connection. Each request's head
+/// must arrive whole within `server.client_timeout` of its first byte (see [`within_head_timeout`]).
+async fn serve_http1<A>(app: &Arc<A>, stream: Stream, shutdown: &ShutdownWatch, state: &State)
 where
     A: HttpServerApp + Send + Sync + 'static,
 {
+    let head = Arc::new(AtomicBool::new(false));
+    let head_timeout = || state.config.load().server.client_timeout;
     let mut session = ServerSession::new_http1(stream);
     session.set_keepalive(if *shutdown.borrow() { None } else { Some(KEEPALIVE_SECS) });
     session.set_keepalive_reuses_remaining(app.server_options().and_then(|o| o.keepalive_request_limit));
-    let mut reused = app.process_new_http(session, shutdown).await;
+    let mut reused = within_head_timeout(app.process_new_http(session, shutdown), &head, head_timeout()).await;
     while let Some((mut stream, settings)) = reused.map(|r| r.consume()) {
         if !next_request(&mut stream, shutdown).await {
             return;
@@ -113,7 +116,49 @@ where
         if let Some(settings) = settings {
             settings.apply_to_session(&mut session);
         }
-        reused = app.process_new_http(session, shutdown).await;
+        reused = within_head_timeout(app.process_new_http(session, shutdown), &head, head_timeout()).await;
+    }
+}
+
+tokio::task_local! {
+    /// Set once the head of the HTTP/1 request in progress on this task has been read whole.
+    static HEAD_READ: Arc<AtomicBool>;
+}
+
+/// Tells the connection's dispatch that the request head in progress has been read whole, so
+/// its deadline no longer applies. Called as pingora makes the request's context; does nothing
+/// outside [`serve_http1`] (HTTP/2 streams).
+pub fn head_read() {
+    let _ = HEAD_READ.try_with(|read| read.store(true, Ordering::Relaxed));
+}
+
+/// Runs one request, and drops it (closing the connection) if its head is not read whole within
+/// `timeout`. pingora's own header timeout restarts with every read, so a client sending a byte
+/// every 59 s held its connection for ever; nginx's `client_header_timeout` bounds the whole head
+/// the same way. The deadline no longer applies once the head is in: bodies and upstreams have
+/// timeouts of their own.
+async fn within_head_timeout<F, R>(request: F, head: &Arc<AtomicBool>, timeout: Duration) -> Option<R>
+where
+    F: std::future::Future<Output = Option<R>>,
+{
+    head.store(false, Ordering::Relaxed);
+    let request = HEAD_READ.scope(head.clone(), request);
+    tokio::pin!(request);
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    let mut armed = true;
+    loop {
+        tokio::select! {
+            biased;
+            reused = &mut request => return reused,
+            _ = &mut deadline, if armed => {
+                if !head.load(Ordering::Relaxed) {
+                    tracing::debug!("request head not received whole in {timeout:?}; connection closed");
+                    return None;
+                }
+                armed = false;
+            }
+        }
     }
 }
 
@@ -235,7 +280,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Capped<A> {
         let h2c = opts.is_some_and(|o| o.h2c);
         match protocol(&mut stream, h2c, FIRST_BYTES_TIMEOUT).await? {
             Protocol::Http1 => {
-                serve_http1(&self.app, stream, shutdown).await;
+                serve_http1(&self.app, stream, shutdown, &self.state).await;
                 None
             }
             Protocol::Pingora => ServerApp::process_new(&self.app, stream, shutdown).await,

@@ -175,6 +175,8 @@ impl ProxyHttp for Tollgate {
     fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
     fn new_ctx(&self) -> Ctx {
+        // pingora makes the context as soon as the request head is in.
+        crate::connections::head_read();
         IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
         Ctx {
             start: Instant::now(),

@@ -184,6 +184,47 @@ fn a_stalled_body_is_cut_off_with_408() {
 }
 
 #[test]
+fn a_request_head_sent_byte_by_byte_is_cut_off_at_client_timeout() {
+    let up = echo::start();
+    let config = BASE_CONFIG.replace(
+        "default_realm = \"demo\"",
+        "default_realm = \"demo\"\nclient_timeout = \"500ms\"",
+    );
+    let tg = Tollgate::start(&config, up.addr);
+    // A header line every 100 ms: each read is quick, the head never ends.
+    let mut s = TcpStream::connect(tg.http).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let t = Instant::now();
+    s.write_all(b"GET /public/x HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let closed_after = loop {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "still open after 5 s of dribbling"
+        );
+        if s.write_all(b"X-Slow: 1\r\n").is_err() {
+            break t.elapsed();
+        }
+        let mut buf = [0u8; 64];
+        match s.read(&mut buf) {
+            Ok(0) => break t.elapsed(),
+            Ok(n) => panic!("answered: {}", String::from_utf8_lossy(&buf[..n])),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => break t.elapsed(),
+        }
+    };
+    assert!(
+        closed_after >= Duration::from_millis(450),
+        "closed after {closed_after:?}"
+    );
+    // Once the head is in, the deadline is gone: a 2 s upstream answer still arrives, twice on
+    // one connection.
+    let c = client();
+    for _ in 0..2 {
+        assert_eq!(c.get(tg.url("/slowok/x")).send().unwrap().status(), 200);
+    }
+}
+
+#[test]
 fn repeated_wrong_secrets_are_throttled_without_locking_out_others() {
     let (tg, _up) = start();
     let attempt = |id: &str, secret: &str| tg.grant(id, secret);
