@@ -153,14 +153,19 @@ fn two_hundred_dribbling_bodies_do_not_delay_a_normal_request() {
     drop(slow);
 }
 
-#[test]
-fn a_stalled_body_is_cut_off_with_408() {
+/// tollgate with `server.client_timeout = "500ms"`, in front of an echo upstream.
+fn start_with_client_timeout_500ms() -> (Tollgate, echo::Echo) {
     let up = echo::start();
     let config = BASE_CONFIG.replace(
         "default_realm = \"demo\"",
         "default_realm = \"demo\"\nclient_timeout = \"500ms\"",
     );
-    let tg = Tollgate::start(&config, up.addr);
+    (Tollgate::start(&config, up.addr), up)
+}
+
+#[test]
+fn a_stalled_body_is_cut_off_with_408() {
+    let (tg, _up) = start_with_client_timeout_500ms();
     let mut s = TcpStream::connect(tg.http).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.write_all(b"POST /token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ngrant").unwrap();
@@ -185,12 +190,7 @@ fn a_stalled_body_is_cut_off_with_408() {
 
 #[test]
 fn a_request_head_sent_byte_by_byte_is_cut_off_at_client_timeout() {
-    let up = echo::start();
-    let config = BASE_CONFIG.replace(
-        "default_realm = \"demo\"",
-        "default_realm = \"demo\"\nclient_timeout = \"500ms\"",
-    );
-    let tg = Tollgate::start(&config, up.addr);
+    let (tg, _up) = start_with_client_timeout_500ms();
     // A header line every 100 ms: each read is quick, the head never ends.
     let mut s = TcpStream::connect(tg.http).unwrap();
     s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
