@@ -13,7 +13,7 @@
 //! limit, so a whole request shorter than that (`GET / HTTP/1.0` and a blank line) got no answer,
 //! and a client that connected and sent nothing held its connection, and a place under
 //! `max_connections`, for ever. Here the sniff stops as soon as the bytes cannot be the HTTP/2
-//! preface and waits at most [`FIRST_BYTES_TIMEOUT`]; HTTP/2 connections still go through
+//! preface and waits at most 60 s; HTTP/2 connections still go through
 //! pingora's dispatch. Between requests an HTTP/1 connection holds only its stream and task
 //! (`next_request`).
 
@@ -37,9 +37,12 @@ static LAST_WARNING: AtomicU64 = AtomicU64::new(0);
 /// At most one warning per this many seconds while connections are being refused.
 const WARN_EVERY_SECS: u64 = 10;
 
-/// How long a new connection may stay silent before it is closed: the same 60 s that pingora
-/// allows each read of a request head afterwards (nginx's `client_header_timeout` default).
-pub const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a connection may stay silent before it is closed: before its first request, and
+/// between requests when kept alive (pingora's keep-alive, in the seconds it takes).
+const IDLE_SECS: u64 = 60;
+
+/// [`IDLE_SECS`] as a duration.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(IDLE_SECS);
 
 /// What a cleartext HTTP/2 client sends first (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -92,9 +95,6 @@ async fn protocol(stream: &mut Stream, h2c: bool, wait: Duration) -> Option<Prot
     Some(Protocol::Pingora)
 }
 
-/// How long an HTTP/1 connection may sit idle between requests (pingora's keep-alive).
-const KEEPALIVE_SECS: u64 = 60;
-
 /// Serves an HTTP/1 connection's requests one after another, as pingora's dispatch does for
 /// HTTP/1: a 60 s keep-alive, and the app's limit of requests per connection. Each request's head
 /// must arrive whole within `server.client_timeout` of its first byte (see [`within_head_timeout`]).
@@ -102,21 +102,26 @@ async fn serve_http1<A>(app: &Arc<A>, stream: Stream, shutdown: &ShutdownWatch, 
 where
     A: HttpServerApp + Send + Sync + 'static,
 {
+    // tokio-rustls takes a read that returns no bytes for the end of the stream, so a TLS
+    // connection starts each request at once, as in pingora's dispatch.
+    let wait_for_requests = stream.get_ssl_digest().is_none();
     let head = Arc::new(AtomicBool::new(false));
-    let head_timeout = || state.config.load().server.client_timeout;
     let mut session = ServerSession::new_http1(stream);
-    session.set_keepalive(if *shutdown.borrow() { None } else { Some(KEEPALIVE_SECS) });
+    session.set_keepalive(if *shutdown.borrow() { None } else { Some(IDLE_SECS) });
     session.set_keepalive_reuses_remaining(app.server_options().and_then(|o| o.keepalive_request_limit));
-    let mut reused = within_head_timeout(app.process_new_http(session, shutdown), &head, head_timeout()).await;
-    while let Some((mut stream, settings)) = reused.map(|r| r.consume()) {
-        if !next_request(&mut stream, shutdown).await {
+    loop {
+        let head_timeout = state.config.load().server.client_timeout;
+        let reused = within_head_timeout(app.process_new_http(session, shutdown), &head, head_timeout).await;
+        let Some((mut stream, settings)) = reused.map(|r| r.consume()) else {
+            return;
+        };
+        if wait_for_requests && !next_request(&mut stream, shutdown).await {
             return;
         }
-        let mut session = ServerSession::new_http1(stream);
+        session = ServerSession::new_http1(stream);
         if let Some(settings) = settings {
             settings.apply_to_session(&mut session);
         }
-        reused = within_head_timeout(app.process_new_http(session, shutdown), &head, head_timeout()).await;
     }
 }
 
@@ -127,7 +132,7 @@ tokio::task_local! {
 
 /// Tells the connection's dispatch that the request head in progress has been read whole, so
 /// its deadline no longer applies. Called as pingora makes the request's context; does nothing
-/// outside [`serve_http1`] (HTTP/2 streams).
+/// outside `serve_http1` (HTTP/2 streams).
 pub fn head_read() {
     let _ = HEAD_READ.try_with(|read| read.store(true, Ordering::Relaxed));
 }
@@ -168,17 +173,13 @@ where
 /// it (idle past the keep-alive, or the server is shutting down).
 ///
 /// The wait is a read into an empty buffer, which waits for the socket to be readable and takes
-/// nothing from it. Not on TLS: tokio-rustls takes a read that returns no bytes for the end of
-/// the stream, so a TLS session starts its request at once, as in pingora's dispatch.
+/// nothing from it. Cleartext streams only (see [`serve_http1`]).
 async fn next_request(stream: &mut Stream, shutdown: &ShutdownWatch) -> bool {
     use tokio::io::AsyncReadExt;
-    if stream.get_ssl_digest().is_some() {
-        return true;
-    }
     let mut shutdown = shutdown.clone();
     tokio::select! {
         biased;
-        readable = tokio::time::timeout(Duration::from_secs(KEEPALIVE_SECS), stream.read(&mut [])) => {
+        readable = tokio::time::timeout(IDLE_TIMEOUT, stream.read(&mut [])) => {
             // An error or the end of the stream is left to the session's read to report.
             readable.is_ok()
         }
@@ -278,7 +279,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Capped<A> {
             return ServerApp::process_new(&self.app, stream, shutdown).await;
         }
         let h2c = opts.is_some_and(|o| o.h2c);
-        match protocol(&mut stream, h2c, FIRST_BYTES_TIMEOUT).await? {
+        match protocol(&mut stream, h2c, IDLE_TIMEOUT).await? {
             Protocol::Http1 => {
                 serve_http1(&self.app, stream, shutdown, &self.state).await;
                 None
