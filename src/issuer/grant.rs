@@ -6,7 +6,7 @@ use super::oauth_error::OAuthError;
 use crate::config::{Client, Realm};
 use crate::guard::bearer::{self, Expect};
 use crate::state::State;
-use serde_json::json;
+use serde::Serialize;
 
 /// The scope a token gets: the client's default scopes, plus each optional scope asked for.
 /// Anything asked for that is neither is `invalid_scope`.
@@ -65,34 +65,55 @@ pub fn issue(
     };
     let jti = claims::random_id();
     let username = format!("service-account-{}", client.id);
-    let body = serde_json::to_vec(&claims::access(&i, &jti, &username))
-        .map_err(|_| OAuthError::ServerError("cannot encode claims"))?;
-    let access = realm
-        .signer
-        .sign(&body)
-        .map_err(|_| OAuthError::ServerError("signing failed"))?;
+    let access = sign(realm, &claims::access(&i, &jti, &username))?;
     let lifespan = realm.access_token_lifespan.as_secs();
-    let mut resp = json!({
-        "access_token": access,
-        "expires_in": lifespan,
-        "refresh_expires_in": 0,
-        "token_type": "Bearer",
-        "not-before-policy": 0,
-        "scope": scope,
-    });
+    let mut resp = TokenResponse {
+        access_token: &access,
+        expires_in: lifespan,
+        refresh_expires_in: 0,
+        refresh_token: None,
+        token_type: "Bearer",
+        not_before_policy: 0,
+        session_state: None,
+        scope,
+    };
+    let refresh;
     if client.use_refresh_token {
         let rjti = claims::random_id();
-        let rbody = serde_json::to_vec(&claims::refresh(&i, &rjti))
-            .map_err(|_| OAuthError::ServerError("cannot encode claims"))?;
-        let refresh = realm
-            .signer
-            .sign(&rbody)
-            .map_err(|_| OAuthError::ServerError("signing failed"))?;
-        resp["refresh_token"] = json!(refresh);
-        resp["refresh_expires_in"] = json!(realm.refresh_token_lifespan.as_secs());
-        resp["session_state"] = json!(sid);
+        refresh = sign(realm, &claims::refresh(&i, &rjti))?;
+        resp.refresh_token = Some(&refresh);
+        resp.refresh_expires_in = realm.refresh_token_lifespan.as_secs();
+        resp.session_state = Some(sid);
     }
-    Ok(resp.to_string())
+    let mut body = Vec::with_capacity(access.len() + resp.refresh_token.map_or(0, str::len) + 256);
+    serde_json::to_writer(&mut body, &resp).map_err(|_| OAuthError::ServerError("cannot encode response"))?;
+    String::from_utf8(body).map_err(|_| OAuthError::ServerError("cannot encode response"))
+}
+
+/// The RFC 6749 §5.1 token response, in the order Keycloak writes its fields.
+#[derive(Serialize)]
+struct TokenResponse<'a> {
+    access_token: &'a str,
+    expires_in: u64,
+    refresh_expires_in: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<&'a str>,
+    token_type: &'static str,
+    #[serde(rename = "not-before-policy")]
+    not_before_policy: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_state: Option<&'a str>,
+    scope: &'a str,
+}
+
+/// Serialise `claims` into a buffer sized for a typical token, and sign them with the realm's key.
+fn sign(realm: &Realm, claims: &impl Serialize) -> Result<String, OAuthError> {
+    let mut body = Vec::with_capacity(1024);
+    serde_json::to_writer(&mut body, claims).map_err(|_| OAuthError::ServerError("cannot encode claims"))?;
+    realm
+        .signer
+        .sign(&body)
+        .map_err(|_| OAuthError::ServerError("signing failed"))
 }
 
 pub fn client_credentials(
@@ -149,4 +170,34 @@ pub fn refresh_token(
         }
     };
     issue(realm, client, &scope, peer, now, Some(&id.sid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TokenResponse;
+
+    #[test]
+    fn token_response_has_keycloak_fields_in_keycloak_order() {
+        let mut r = TokenResponse {
+            access_token: "a.b.c",
+            expires_in: 300,
+            refresh_expires_in: 0,
+            refresh_token: None,
+            token_type: "Bearer",
+            not_before_policy: 0,
+            session_state: None,
+            scope: "profile \"x\"",
+        };
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"access_token":"a.b.c","expires_in":300,"refresh_expires_in":0,"token_type":"Bearer","not-before-policy":0,"scope":"profile \"x\""}"#
+        );
+        r.refresh_token = Some("d.e.f");
+        r.refresh_expires_in = 1800;
+        r.session_state = Some("s");
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"access_token":"a.b.c","expires_in":300,"refresh_expires_in":1800,"refresh_token":"d.e.f","token_type":"Bearer","not-before-policy":0,"session_state":"s","scope":"profile \"x\""}"#
+        );
+    }
 }
