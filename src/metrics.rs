@@ -69,15 +69,19 @@ struct Histogram {
     count: u64,
 }
 
+/// One family's series, by their rendered label set.
+type Series<T> = BTreeMap<&'static str, BTreeMap<String, T>>;
+
 #[derive(Default)]
 pub struct Metrics {
-    counters: Mutex<BTreeMap<(&'static str, String), u64>>,
-    gauges: Mutex<BTreeMap<(&'static str, String), f64>>,
-    histograms: Mutex<BTreeMap<(&'static str, String), Histogram>>,
+    counters: Mutex<Series<u64>>,
+    gauges: Mutex<Series<f64>>,
+    histograms: Mutex<Series<Histogram>>,
 }
 
-fn labels(pairs: &[(&str, &str)]) -> String {
-    let mut s = String::new();
+/// Renders `pairs` as a Prometheus label set (`k="v",...`) into `s`.
+fn write_labels(s: &mut String, pairs: &[(&str, &str)]) {
+    s.clear();
     for (i, (k, v)) in pairs.iter().enumerate() {
         if i > 0 {
             s.push(',');
@@ -94,28 +98,43 @@ fn labels(pairs: &[(&str, &str)]) -> String {
         }
         s.push('"');
     }
-    s
+}
+
+/// The series `pairs` of family `name` in `series`, made on first use. The labels are rendered
+/// into a buffer kept per thread, so counting a series that exists allocates nothing.
+fn entry<'m, T: Default>(series: &'m mut Series<T>, name: &'static str, pairs: &[(&str, &str)]) -> &'m mut T {
+    thread_local! {
+        static LABELS: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    }
+    LABELS.with_borrow_mut(|labels| {
+        write_labels(labels, pairs);
+        let family = series.entry(name).or_default();
+        if !family.contains_key(labels.as_str()) {
+            family.insert(labels.clone(), T::default());
+        }
+        family.get_mut(labels.as_str()).expect("inserted above")
+    })
 }
 
 impl Metrics {
     pub fn inc(&self, name: &'static str, l: &[(&str, &str)]) {
-        *self.counters.lock().entry((name, labels(l))).or_default() += 1;
+        *entry(&mut self.counters.lock(), name, l) += 1;
     }
 
     pub fn set(&self, name: &'static str, l: &[(&str, &str)], v: f64) {
-        self.gauges.lock().insert((name, labels(l)), v);
+        *entry(&mut self.gauges.lock(), name, l) = v;
     }
 
     /// Replace every series of gauge `name` with the one given (e.g. the live config hash).
     pub fn set_only(&self, name: &'static str, l: &[(&str, &str)], v: f64) {
         let mut g = self.gauges.lock();
-        g.retain(|(n, _), _| *n != name);
-        g.insert((name, labels(l)), v);
+        g.remove(name);
+        *entry(&mut g, name, l) = v;
     }
 
     pub fn observe(&self, name: &'static str, l: &[(&str, &str)], secs: f64) {
         let mut h = self.histograms.lock();
-        let e = h.entry((name, labels(l))).or_default();
+        let e = entry(&mut h, name, l);
         for (i, b) in BUCKETS.iter().enumerate() {
             if secs <= *b {
                 e.counts[i] += 1;
@@ -126,7 +145,10 @@ impl Metrics {
     }
 
     pub fn counter(&self, name: &'static str, l: &[(&str, &str)]) -> u64 {
-        self.counters.lock().get(&(name, labels(l))).copied().unwrap_or(0)
+        let mut labels = String::new();
+        write_labels(&mut labels, l);
+        let counters = self.counters.lock();
+        counters.get(name).and_then(|f| f.get(&labels)).copied().unwrap_or(0)
     }
 
     /// Prometheus text exposition format 0.0.4.
@@ -147,9 +169,9 @@ impl Metrics {
             match *kind {
                 "counter" => {
                     let mut any = false;
-                    for ((n, l), v) in counters.iter().filter(|((n, _), _)| n == name) {
+                    for (l, v) in counters.get(name).into_iter().flatten() {
                         any = true;
-                        let _ = writeln!(out, "{n}{} {v}", series(l));
+                        let _ = writeln!(out, "{name}{} {v}", series(l));
                     }
                     if !any && !name.contains("tokens_issued") && !name.contains("requests_total") {
                         // Unlabelled families exist from the start, so rates work at once.
@@ -159,19 +181,19 @@ impl Metrics {
                     }
                 }
                 "gauge" => {
-                    for ((n, l), v) in gauges.iter().filter(|((n, _), _)| n == name) {
-                        let _ = writeln!(out, "{n}{} {v}", series(l));
+                    for (l, v) in gauges.get(name).into_iter().flatten() {
+                        let _ = writeln!(out, "{name}{} {v}", series(l));
                     }
                 }
                 _ => {
-                    for ((n, l), h) in hist.iter().filter(|((n, _), _)| n == name) {
+                    for (l, h) in hist.get(name).into_iter().flatten() {
                         let sep = if l.is_empty() { "" } else { "," };
                         for (i, b) in BUCKETS.iter().enumerate() {
-                            let _ = writeln!(out, "{n}_bucket{{{l}{sep}le=\"{b}\"}} {}", h.counts[i]);
+                            let _ = writeln!(out, "{name}_bucket{{{l}{sep}le=\"{b}\"}} {}", h.counts[i]);
                         }
-                        let _ = writeln!(out, "{n}_bucket{{{l}{sep}le=\"+Inf\"}} {}", h.count);
-                        let _ = writeln!(out, "{n}_sum{} {}", series(l), h.sum);
-                        let _ = writeln!(out, "{n}_count{} {}", series(l), h.count);
+                        let _ = writeln!(out, "{name}_bucket{{{l}{sep}le=\"+Inf\"}} {}", h.count);
+                        let _ = writeln!(out, "{name}_sum{} {}", series(l), h.sum);
+                        let _ = writeln!(out, "{name}_count{} {}", series(l), h.count);
                     }
                 }
             }
@@ -197,5 +219,24 @@ mod tests {
         assert!(text.contains("tollgate_upstream_latency_seconds_bucket{route=\"/api\",le=\"0.005\"} 1"));
         assert!(text.contains("tollgate_upstream_latency_seconds_bucket{route=\"/api\",le=\"0.0025\"} 0"));
         assert!(text.contains("tollgate_config_reload_failures_total 0"));
+    }
+
+    #[test]
+    fn a_label_set_is_one_series_and_set_only_replaces_the_family() {
+        let m = Metrics::default();
+        let route = |r| [("route", r), ("outcome", "allowed")];
+        m.inc("tollgate_requests_total", &route("/api"));
+        m.inc("tollgate_requests_total", &route("/api"));
+        m.inc("tollgate_requests_total", &route("/other"));
+        assert_eq!(m.counter("tollgate_requests_total", &route("/api")), 2);
+        assert_eq!(m.counter("tollgate_requests_total", &route("/other")), 1);
+        assert_eq!(m.counter("tollgate_requests_total", &route("/none")), 0);
+        assert_eq!(m.counter("tollgate_denials_total", &route("/api")), 0);
+        m.set_only("tollgate_config_info", &[("sha256", "a")], 1.0);
+        m.set_only("tollgate_config_info", &[("sha256", "b")], 1.0);
+        let text = m.render();
+        assert!(text.contains("tollgate_config_info{sha256=\"b\"} 1"), "{text}");
+        assert!(!text.contains("sha256=\"a\""), "{text}");
+        assert_eq!(text.matches("tollgate_requests_total{").count(), 2, "{text}");
     }
 }
