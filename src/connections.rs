@@ -1,12 +1,14 @@
 //! Client connections: the limit (`server.max_connections`), the open-files limit, and which
 //! protocol a new connection is served with.
 //!
-//! Every proxy worker's app is wrapped in [`Capped`], which counts the client connections open
-//! across all workers and closes a new one at once when the count is at the limit, the way
-//! Envoy's listener connection limit does. A connection holds ~15 KB of pingora's state while
-//! idle and ~35 KB more with a request in flight (bench/README.md), so without a bound, clients
-//! that open connections and send nothing would grow memory until the open-files limit. The admin listener is not counted, so
-//! `/metrics` and the probes still answer when the proxy is full.
+//! Every proxy worker's app is wrapped in [`Capped`]. Its listener (`crate::listener`) asks
+//! [`Capped::admit`] for a place as it accepts a connection, before any TLS handshake, so the
+//! count covers the client connections open across all workers, and a new one is closed at once
+//! when the count is at the limit, the way Envoy's listener connection limit does. A connection
+//! holds ~6 KB while idle and ~30 KB with a request in flight, its upstream side included
+//! (bench/README.md), so without a bound, clients that open connections and send nothing would
+//! grow memory until the open-files limit. The admin listener is not counted, so `/metrics` and
+//! the probes still answer when the proxy is full.
 //!
 //! [`Capped`] also tells HTTP/1 from HTTP/2 itself and runs an HTTP/1 connection's requests
 //! directly. pingora's own dispatch sniffs cleartext HTTP/2 by waiting for 24 bytes with no time
@@ -19,7 +21,6 @@
 
 use crate::config::DEFAULT_MAX_CONNECTIONS;
 use crate::state::State;
-use async_trait::async_trait;
 use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
@@ -241,7 +242,7 @@ pub fn limits_at_start(configured: Option<usize>) -> usize {
 }
 
 /// Holds one slot of the count; gives it back when the connection ends, however it ends.
-struct Slot;
+pub struct Slot;
 
 impl Slot {
     /// Takes a slot unless `max` are taken.
@@ -258,9 +259,10 @@ impl Drop for Slot {
     }
 }
 
-#[async_trait]
-impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Capped<A> {
-    async fn process_new(self: &Arc<Self>, mut stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+impl<A: HttpServerApp + Send + Sync + 'static> Capped<A> {
+    /// A place under the connection limit for a connection just accepted, or `None` (counted and
+    /// warned about) when the limit is reached.
+    pub fn admit(&self) -> Option<Slot> {
         let max = self
             .state
             .config
@@ -268,12 +270,25 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Capped<A> {
             .server
             .max_connections
             .unwrap_or(self.default_max);
-        let Some(_slot) = Slot::take(max) else {
+        let slot = Slot::take(max);
+        if slot.is_none() {
             self.state.metrics.inc("tollgate_connections_refused_total", &[]);
             warn_limit_reached(max);
-            // Dropping the stream closes the connection before anything is read from it.
-            return None;
-        };
+        }
+        slot
+    }
+
+    /// Serves a connection (its TLS handshake done) until it closes.
+    pub async fn serve(&self, stream: Stream, shutdown: &ShutdownWatch) {
+        let mut next = Some(stream);
+        while let Some(stream) = next.take() {
+            next = self.dispatch(stream, shutdown).await;
+        }
+    }
+
+    /// HTTP/1 to [`serve_http1`], the rest to pingora's dispatch, which may hand the stream back
+    /// for its next request.
+    async fn dispatch(&self, mut stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
         let opts = self.app.server_options();
         if opts.is_some_and(|o| o.force_custom) {
             return ServerApp::process_new(&self.app, stream, shutdown).await;
@@ -286,10 +301,6 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Capped<A> {
             }
             Protocol::Pingora => ServerApp::process_new(&self.app, stream, shutdown).await,
         }
-    }
-
-    async fn cleanup(&self) {
-        self.app.cleanup().await
     }
 }
 

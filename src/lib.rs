@@ -7,6 +7,7 @@ pub mod guard;
 pub mod http_util;
 pub mod issuer;
 pub mod keys;
+pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;

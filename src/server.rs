@@ -4,12 +4,12 @@
 use crate::admin::Admin;
 use crate::config::{self, LoadOptions, Snapshot};
 use crate::connections::Capped;
+use crate::listener::{Endpoint, ProxyService};
 use crate::proxy::{Tollgate, IN_FLIGHT};
 use crate::state::State;
 use async_trait::async_trait;
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
-use pingora::listeners::{L4BufferSettings, ListenerConfig, TcpSocketOptions, DEFAULT_L4_WRITE_BUFFER_SIZE};
 use pingora::server::configuration::ServerConf;
 use pingora::server::{Fds, ListenFds};
 use pingora::server::{RunArgs, Server, ShutdownWatch};
@@ -33,26 +33,28 @@ fn concrete(addr: SocketAddr) -> std::io::Result<SocketAddr> {
     TcpListener::bind(addr)?.local_addr()
 }
 
-/// Listening sockets bound now, before pingora starts, and handed to a service through its own
-/// fd table (pingora takes a socket from the table instead of binding when the address is in
-/// it). So the startup line is printed only once every port is held, and a failed bind is a
-/// start-up error, not pingora's thirty one-second retries on a service thread.
-fn prebind(addrs: &[(&str, SocketAddr)], reuseport: bool) -> Result<ListenFds, String> {
+/// A listening socket bound now, before pingora starts, so the startup line is printed only
+/// once every port is held, and a failed bind is a start-up error, not pingora's thirty
+/// one-second retries on a service thread.
+fn bind(key: &str, addr: SocketAddr, reuseport: bool) -> Result<TcpListener, String> {
     use socket2::{Domain, Socket, Type};
+    let bind = || -> std::io::Result<Socket> {
+        let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        s.set_reuse_address(true)?;
+        s.set_reuse_port(reuseport)?;
+        s.set_nonblocking(true)?;
+        s.bind(&addr.into())?;
+        s.listen(65535)?;
+        Ok(s)
+    };
+    bind().map(TcpListener::from).map_err(|e| format!("{key}: {e}"))
+}
+
+/// [`bind`], handed to a pingora listening service through its own fd table (pingora takes a
+/// socket from the table instead of binding when the address is in it).
+fn prebind(key: &str, addr: SocketAddr) -> Result<ListenFds, String> {
     let mut fds = Fds::new();
-    for (key, addr) in addrs {
-        let bind = || -> std::io::Result<Socket> {
-            let s = Socket::new(Domain::for_address(*addr), Type::STREAM, None)?;
-            s.set_reuse_address(true)?;
-            s.set_reuse_port(reuseport)?;
-            s.set_nonblocking(true)?;
-            s.bind(&(*addr).into())?;
-            s.listen(65535)?;
-            Ok(s)
-        };
-        let socket = bind().map_err(|e| format!("{key}: {e}"))?;
-        fds.add(addr.to_string(), socket.into_raw_fd());
-    }
+    fds.add(addr.to_string(), bind(key, addr, false)?.into_raw_fd());
     Ok(Arc::new(parking_lot::Mutex::new(fds)))
 }
 
@@ -96,86 +98,66 @@ pub fn run(config_path: &Path) -> Result<(), String> {
 
     let workers = conf_threads;
     let server_conf = server.configuration.clone();
-    let build = |name: String| -> Result<_, String> {
+    let tls = match tls_listen {
+        None => None,
+        Some(_) => {
+            let path = |p: &Option<std::path::PathBuf>| {
+                p.as_ref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default()
+            };
+            let mut tls = TlsSettings::intermediate(&path(&settings.tls_cert), &path(&settings.tls_key))
+                .map_err(|e| format!("server.tls_cert/tls_key: {e}"))?;
+            tls.enable_h2();
+            Some(Arc::new(tls.build()))
+        }
+    };
+    // Shared-nothing workers (nginx's and Envoy's model): each is a single-threaded runtime with
+    // its own listening sockets (SO_REUSEPORT; the kernel spreads connections) and its own
+    // upstream connection pool, so a request never crosses threads and no socket is polled by
+    // one thread for another. With work stealing, one multi-threaded runtime serves everything.
+    let (services, threads) = if settings.work_stealing {
+        (1, None)
+    } else {
+        (workers, Some(1))
+    };
+    for i in 0..services {
         let mut app = pingora::proxy::http_proxy(&server_conf, Tollgate { state: state.clone() });
         let mut opts = HttpServerOptions::default();
         opts.h2c = true;
         opts.keepalive_request_limit = Some(10_000);
         app.server_options = Some(opts);
-        let capped = Capped {
-            app: Arc::new(app),
-            state: state.clone(),
-            default_max,
-        };
-        let mut proxy = Service::new(name, capped);
-        // pingora gives each downstream connection a 64 KiB read buffer in front of its own
-        // request-head and body buffers. Without it, reads go straight into those: ~5 KB less
-        // per connection, and no measurable change in CPU per request (bench/README.md).
-        let l4 = || L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE);
-        // Each worker binds its own socket on the shared port; the kernel spreads connections.
-        let mut sock = TcpSocketOptions::default();
-        sock.so_reuseport = Some(!settings.work_stealing);
+        let reuseport = !settings.work_stealing;
+        let mut endpoints = Vec::new();
         if let Some(a) = listen {
-            proxy.add_listener(
-                ListenerConfig::tcp(a.to_string())
-                    .tcp_socket_options(sock.clone())
-                    .l4_buffer(l4()),
-            );
-        }
-        if let Some(a) = tls_listen {
-            let cert = settings
-                .tls_cert
-                .as_ref()
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let key = settings
-                .tls_key
-                .as_ref()
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let mut tls =
-                TlsSettings::intermediate(&cert, &key).map_err(|e| format!("server.tls_cert/tls_key: {e}"))?;
-            tls.enable_h2();
-            proxy.add_listener(
-                ListenerConfig::tcp(a.to_string())
-                    .tls(tls)
-                    .tcp_socket_options(sock)
-                    .l4_buffer(l4()),
-            );
-        }
-        Ok(proxy)
-    };
-    let proxy_addrs: Vec<(&str, SocketAddr)> = [("server.listen", listen), ("server.tls_listen", tls_listen)]
-        .into_iter()
-        .filter_map(|(k, a)| Some((k, a?)))
-        .collect();
-    if settings.work_stealing {
-        // One multi-threaded runtime shared by every connection; idle threads steal work.
-        let proxy = build("tollgate".into())?;
-        let fds = prebind(&proxy_addrs, false)?;
-        server.add_service(Prebound {
-            svc: proxy,
-            fds,
-            threads: None,
-        });
-    } else {
-        // Shared-nothing workers (nginx's and Envoy's model): each is a single-threaded runtime
-        // with its own listening socket (SO_REUSEPORT) and its own upstream connection pool, so a
-        // request never crosses threads and no socket is polled by one thread for another.
-        for i in 0..workers {
-            let proxy = build(format!("tollgate-{i}"))?;
-            let fds = prebind(&proxy_addrs, true)?;
-            server.add_service(Prebound {
-                svc: proxy,
-                fds,
-                threads: Some(1),
+            endpoints.push(Endpoint {
+                socket: bind("server.listen", a, reuseport)?,
+                tls: None,
             });
         }
+        if let Some(a) = tls_listen {
+            endpoints.push(Endpoint {
+                socket: bind("server.tls_listen", a, reuseport)?,
+                tls: tls.clone(),
+            });
+        }
+        server.add_service(ProxyService {
+            name: if settings.work_stealing {
+                "tollgate".into()
+            } else {
+                format!("tollgate-{i}")
+            },
+            app: Arc::new(Capped {
+                app: Arc::new(app),
+                state: state.clone(),
+                default_max,
+            }),
+            endpoints,
+            threads,
+        });
     }
     if let Some(a) = admin {
         let mut svc = Service::new("admin".to_string(), Admin { state: state.clone() });
         svc.add_tcp(&a.to_string());
-        let fds = prebind(&[("server.admin_listen", a)], false)?;
+        let fds = prebind("server.admin_listen", a)?;
         server.add_service(Prebound {
             svc,
             fds,
@@ -200,9 +182,9 @@ pub fn run(config_path: &Path) -> Result<(), String> {
     std::process::exit(0);
 }
 
-/// A pingora listening service that takes its sockets from its own table of sockets bound by
-/// [`prebind`], not from pingora's shared table (which would hand every proxy worker the first
-/// worker's socket). `threads` overrides the service's thread count (1 per proxy worker).
+/// A pingora listening service (the admin port) that takes its socket from its own table of
+/// sockets bound by [`prebind`], not from pingora's shared table. `threads` overrides the
+/// service's thread count.
 struct Prebound<A> {
     svc: Service<A>,
     fds: ListenFds,
