@@ -184,22 +184,30 @@ fn pki() -> Pki {
     }
 }
 
-#[test]
-fn tokens_are_served_over_the_tls_listener() {
-    let pki = pki();
-    let up = echo::start();
+/// tollgate with a TLS listener on the test PKI's server certificate, beside the plain one;
+/// `server_keys` are more `[server]` lines.
+fn start_with_tls(pki: &Pki, upstream: std::net::SocketAddr, server_keys: &str) -> Tollgate {
     let config = BASE_CONFIG.replace(
         "\nlisten = \"127.0.0.1:0\"",
-        "\nlisten = \"127.0.0.1:0\"\ntls_listen = \"127.0.0.1:0\"\ntls_cert = \"server.crt\"\ntls_key = \"server.key\"",
+        &format!(
+            "\nlisten = \"127.0.0.1:0\"\n{server_keys}tls_listen = \"127.0.0.1:0\"\ntls_cert = \"server.crt\"\ntls_key = \"server.key\""
+        ),
     );
-    let tg = Tollgate::start_with(
+    Tollgate::start_with(
         &config,
-        up.addr,
+        upstream,
         &[
             ("server.crt", pki.cert_pem.as_bytes()),
             ("server.key", pki.key_pem.as_bytes()),
         ],
-    );
+    )
+}
+
+#[test]
+fn tokens_are_served_over_the_tls_listener() {
+    let pki = pki();
+    let up = echo::start();
+    let tg = start_with_tls(&pki, up.addr, "");
     let tls_addr = tg.tls.expect("tls listener announced");
     let c = reqwest::blocking::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap())
@@ -227,58 +235,25 @@ fn tokens_are_served_over_the_tls_listener() {
     assert!(client().get(format!("{base}/public")).send().is_err());
 }
 
-/// Polls the admin port until metric `name` reads `want`.
-fn wait_for_metric(tg: &Tollgate, name: &str, want: f64) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while tg.metric(name) != Some(want) {
-        assert!(
-            Instant::now() < deadline,
-            "{name} never reached {want}:\n{}",
-            tg.metrics()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[test]
 fn tls_handshakes_in_progress_count_towards_max_connections() {
-    use std::io::Read;
     use std::net::TcpStream;
     let pki = pki();
     let up = echo::start();
-    let config = BASE_CONFIG.replace(
-        "\nlisten = \"127.0.0.1:0\"",
-        "\nlisten = \"127.0.0.1:0\"\nmax_connections = 2\ntls_listen = \"127.0.0.1:0\"\ntls_cert = \"server.crt\"\ntls_key = \"server.key\"",
-    );
-    let tg = Tollgate::start_with(
-        &config,
-        up.addr,
-        &[
-            ("server.crt", pki.cert_pem.as_bytes()),
-            ("server.key", pki.key_pem.as_bytes()),
-        ],
-    );
-    wait_for_metric(&tg, "tollgate_connections_open", 0.0);
+    let tg = start_with_tls(&pki, up.addr, "max_connections = 2\n");
+    tg.wait_for_metric("tollgate_connections_open", 0.0);
     // Two clients connect to the TLS port and never send a ClientHello.
     let tls_addr = tg.tls.expect("tls listener announced");
     let mut silent: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(tls_addr).unwrap()).collect();
-    wait_for_metric(&tg, "tollgate_connections_open", 2.0);
+    tg.wait_for_metric("tollgate_connections_open", 2.0);
 
     // They hold the two places: a cleartext client is closed without an answer.
-    let request = b"GET /public HTTP/1.1\r\nHost: x\r\n\r\n";
-    let mut extra = TcpStream::connect(tg.http).unwrap();
-    extra.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let _ = extra.write_all(request);
-    let mut buf = [0u8; 64];
-    match extra.read(&mut buf) {
-        Ok(n) => assert_eq!(n, 0, "the connection past the limit got {:?}", &buf[..n]),
-        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
-    }
+    assert_refused(tg.http, b"GET /public HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(tg.metric("tollgate_connections_refused_total"), Some(1.0));
 
     // One gives up; its place serves the next client.
     silent.pop();
-    wait_for_metric(&tg, "tollgate_connections_open", 1.0);
+    tg.wait_for_metric("tollgate_connections_open", 1.0);
     let (status, _) = raw_request(tg.http, b"GET /public HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     assert_eq!(status, 200);
 }

@@ -270,6 +270,20 @@ impl Tollgate {
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
     }
 
+    /// Polls the admin port until the unlabelled series `name` reads `want` (the server sees a
+    /// closed connection only when it next polls it).
+    pub fn wait_for_metric(&self, name: &str, want: f64) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.metric(name) != Some(want) {
+            assert!(
+                Instant::now() < deadline,
+                "{name} never reached {want}:\n{}",
+                self.metrics()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Status of `GET path` with `token` as the bearer.
     pub fn get_status(&self, path: &str, token: &str) -> u16 {
         client()
@@ -358,6 +372,20 @@ pub fn raw_request(addr: SocketAddr, request: &[u8]) -> (u16, String) {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (status, body)
+}
+
+/// Connects to `addr`, sends `request` and asserts that the connection is closed (or reset)
+/// without a byte of answer, as one past `server.max_connections` is.
+pub fn assert_refused(addr: SocketAddr, request: &[u8]) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s.write_all(request);
+    let mut buf = [0u8; 64];
+    match s.read(&mut buf) {
+        Ok(n) => assert_eq!(n, 0, "the connection past the limit got {:?}", &buf[..n]),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
 }
 
 /// VmRSS of a process in KiB.
