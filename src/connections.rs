@@ -289,11 +289,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> Capped<A> {
     /// HTTP/1 to [`serve_http1`], the rest to pingora's dispatch, which may hand the stream back
     /// for its next request.
     async fn dispatch(&self, mut stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
-        let opts = self.app.server_options();
-        if opts.is_some_and(|o| o.force_custom) {
-            return ServerApp::process_new(&self.app, stream, shutdown).await;
-        }
-        let h2c = opts.is_some_and(|o| o.h2c);
+        let h2c = self.app.server_options().is_some_and(|o| o.h2c);
         match protocol(&mut stream, h2c, IDLE_TIMEOUT).await? {
             Protocol::Http1 => {
                 serve_http1(&self.app, stream, shutdown, &self.state).await;

@@ -96,7 +96,6 @@ pub fn run(config_path: &Path) -> Result<(), String> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let workers = conf_threads;
     let server_conf = server.configuration.clone();
     let tls = match tls_listen {
         None => None,
@@ -117,15 +116,15 @@ pub fn run(config_path: &Path) -> Result<(), String> {
     let (services, threads) = if settings.work_stealing {
         (1, None)
     } else {
-        (workers, Some(1))
+        (conf_threads, Some(1))
     };
+    let reuseport = !settings.work_stealing;
     for i in 0..services {
         let mut app = pingora::proxy::http_proxy(&server_conf, Tollgate { state: state.clone() });
         let mut opts = HttpServerOptions::default();
         opts.h2c = true;
         opts.keepalive_request_limit = Some(10_000);
         app.server_options = Some(opts);
-        let reuseport = !settings.work_stealing;
         let mut endpoints = Vec::new();
         if let Some(a) = listen {
             endpoints.push(Endpoint {
