@@ -12,6 +12,7 @@
 //! ```
 
 use crate::config::Snapshot;
+use crate::guard::bearer::IDENTITY_HEADERS;
 use crate::guard::{self, path, Allowed, Denied};
 use crate::http_util::{self, Reply};
 use crate::issuer;
@@ -115,6 +116,17 @@ impl Tollgate {
             .metrics
             .inc("tollgate_denials_total", &[("reason", denied.reason())]);
         respond(session, &denied.reply()).await
+    }
+}
+
+/// Whether the request target `raw` is already `path`, with `query` after it if there is one.
+fn is_target(raw: &[u8], path: &str, query: Option<&str>) -> bool {
+    let Some(rest) = raw.strip_prefix(path.as_bytes()) else {
+        return false;
+    };
+    match query {
+        None => rest.is_empty(),
+        Some(q) => rest.strip_prefix(b"?") == Some(q.as_bytes()),
     }
 }
 
@@ -257,15 +269,19 @@ impl ProxyHttp for Tollgate {
         ctx: &mut Ctx,
     ) -> Result<()> {
         let Some(allowed) = &ctx.allowed else { return Ok(()) };
-        // The upstream gets exactly the path that was authorised.
-        let target = match session.req_header().uri.query() {
-            Some(q) => format!("{}?{q}", ctx.path),
-            None => ctx.path.clone(),
-        };
-        let uri = target
-            .parse::<http::Uri>()
-            .map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "bad target"))?;
-        up.set_uri(uri);
+        // The upstream gets exactly the path that was authorised. Most targets are already in
+        // that form, and are sent on as they came.
+        let query = session.req_header().uri.query();
+        if !is_target(up.raw_path(), &ctx.path, query) {
+            let target = match query {
+                Some(q) => format!("{}?{q}", ctx.path),
+                None => ctx.path.clone(),
+            };
+            let uri = target
+                .parse::<http::Uri>()
+                .map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "bad target"))?;
+            up.set_uri(uri);
+        }
         let spoofed: Vec<http::HeaderName> = up
             .headers
             .keys()
@@ -279,11 +295,12 @@ impl ProxyHttp for Tollgate {
             up.remove_header(&http::header::AUTHORIZATION);
         }
         if let Some(id) = &allowed.identity {
-            up.insert_header("x-auth-subject", id.subject.as_str())?;
-            up.insert_header("x-auth-client-id", id.client_id.as_str())?;
-            up.insert_header("x-auth-realm", id.realm.as_str())?;
-            up.insert_header("x-auth-roles", id.roles_header.as_str())?;
-            up.insert_header("x-auth-scope", id.scope.as_str())?;
+            let Some(values) = &id.headers else {
+                return Error::e_explain(ErrorType::InvalidHTTPHeader, "identity not representable as headers");
+            };
+            for (name, value) in IDENTITY_HEADERS.into_iter().zip(values) {
+                up.insert_header(name, value.clone())?;
+            }
         }
         Ok(())
     }
@@ -343,5 +360,23 @@ impl ProxyHttp for Tollgate {
         if let Some(l) = ctx.upstream_latency {
             m.observe("tollgate_upstream_latency_seconds", &[("route", route)], l);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_is_sent_on_as_it_came_only_when_it_is_the_authorised_path() {
+        assert!(is_target(b"/api/x", "/api/x", None));
+        assert!(is_target(b"/api/x?a=1", "/api/x", Some("a=1")));
+        assert!(is_target(b"/api/x?", "/api/x", Some("")));
+        assert!(!is_target(b"/api/./x", "/api/x", None));
+        assert!(!is_target(b"/api/x?a=1", "/api/x", None));
+        assert!(!is_target(b"/api/x", "/api/x", Some("")));
+        assert!(!is_target(b"/api/x/", "/api/x", None));
+        assert!(!is_target(b"http://h/api/x", "/api/x", None));
+        assert!(!is_target(b"/api/%78", "/api/x", None));
     }
 }

@@ -312,6 +312,26 @@ fn path_tricks_never_reach_a_route_the_roles_do_not_allow() {
 }
 
 #[test]
+fn the_upstream_gets_the_normalised_target_with_its_query() {
+    let (tg, _up) = start();
+    let cases = [
+        ("/public/x?a=1&b=%2F", "/public/x?a=1&b=%2F"),
+        ("/public/x", "/public/x"),
+        ("/public/x?", "/public/x?"),
+        ("/public//a/./b/../x?q=%2e", "/public/a/x?q=%2e"),
+        ("/public/%7euser?q", "/public/~user?q"),
+        ("http://x/public/./x?a=1", "/public/x?a=1"),
+    ];
+    for (sent, expected) in cases {
+        let req = format!("GET {sent} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let (status, body) = raw_request(tg.http, req.as_bytes());
+        assert_eq!(status, 200, "{sent}: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["path"], expected, "{sent}");
+    }
+}
+
+#[test]
 fn upstream_refusing_is_502_and_slow_is_504() {
     let (tg, _up) = start();
     let r = get(&tg, "/down/x", None);

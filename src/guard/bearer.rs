@@ -7,11 +7,22 @@
 use crate::config::Realm;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
+use http::HeaderValue;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
 /// Longest bearer token accepted, in bytes.
 pub const MAX_TOKEN: usize = 8 * 1024;
+
+/// The headers that tell the upstream who a request speaks for, in the order of
+/// [`Identity::headers`].
+pub const IDENTITY_HEADERS: [&str; 5] = [
+    "x-auth-subject",
+    "x-auth-client-id",
+    "x-auth-realm",
+    "x-auth-roles",
+    "x-auth-scope",
+];
 
 /// Who a verified token speaks for, as the upstream will be told.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,11 +43,29 @@ pub struct Identity {
     pub iat: u64,
     pub nbf: Option<u64>,
     pub typ: String,
+    /// The values of [`IDENTITY_HEADERS`], made once per token (the verified-token cache keeps
+    /// them, so a request copies no claim); `None` if a claim cannot be a header value.
+    pub headers: Option<[HeaderValue; 5]>,
 }
 
 impl Identity {
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)
+    }
+
+    /// Fills in [`Identity::headers`] from the claims.
+    pub fn with_headers(mut self) -> Identity {
+        let value = |s: &str| HeaderValue::from_str(s).ok();
+        self.headers = (|| {
+            Some([
+                value(&self.subject)?,
+                value(&self.client_id)?,
+                value(&self.realm)?,
+                value(&self.roles_header)?,
+                value(&self.scope)?,
+            ])
+        })();
+        self
     }
 }
 
@@ -212,7 +241,9 @@ fn check_claims(realm: &Realm, claims: Claims, now: u64, expect: Expect) -> Resu
         iat,
         nbf,
         typ,
-    })
+        headers: None,
+    }
+    .with_headers())
 }
 
 #[cfg(test)]
@@ -227,6 +258,48 @@ mod tests {
             assert_eq!(is_token68(&[b'a', b, b'z']), spec, "byte {b:#04x} inside a token");
         }
         assert!(is_token68(b""));
+    }
+
+    #[test]
+    fn identity_headers_are_made_once_from_the_claims_or_not_at_all() {
+        let id = |subject: &str| {
+            Identity {
+                realm: "demo".into(),
+                subject: subject.into(),
+                client_id: "orders".into(),
+                roles: vec!["reader".into(), "orders:write".into()],
+                roles_header: "orders:write,reader".into(),
+                scope: "profile email".into(),
+                audience: vec![],
+                jti: "j".into(),
+                sid: "s".into(),
+                exp: 1,
+                iat: 0,
+                nbf: None,
+                typ: "Bearer".into(),
+                headers: None,
+            }
+            .with_headers()
+        };
+        let values = id("service-account-orders")
+            .headers
+            .expect("plain claims are header values");
+        let values: Vec<&str> = values.iter().map(|v| v.to_str().unwrap()).collect();
+        assert_eq!(
+            values,
+            [
+                "service-account-orders",
+                "orders",
+                "demo",
+                "orders:write,reader",
+                "profile email"
+            ]
+        );
+        assert_eq!(id("a\nX-Injected: 1").headers, None);
+        assert_eq!(
+            id("tab\tis fine").headers.map(|h| h[0].clone()),
+            Some(HeaderValue::from_static("tab\tis fine"))
+        );
     }
 
     #[test]

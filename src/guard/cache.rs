@@ -116,6 +116,7 @@ mod tests {
             iat: 0,
             nbf: None,
             typ: "Bearer".into(),
+            headers: None,
         })
     }
 
