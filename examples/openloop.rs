@@ -13,6 +13,12 @@
 //! queue behind it ("coordinated omission"). Thread wake-up lateness is in that figure too; it is
 //! the same for every URL measured, so differences between URLs are the server's.
 //!
+//! With `--paired-path PATH`, requests alternate between the URL's path and PATH (same host, same
+//! headers): each connection takes them in turn, starting with a different one from its
+//! neighbour, so at any moment half the requests in flight are of each kind. Both then meet the
+//! same machine at the same moments, and the difference between their latencies is the
+//! server's, not the scheduler's: the figures of each path are printed after the total.
+//!
 //! Output mimics wrk's (`N requests in`, `Requests/sec:`, a `Latency Distribution` in µs, `Non-2xx
 //! or 3xx responses:` and `Socket errors:` when there are any) so one parser reads both, plus the
 //! service time (from the moment the request was written).
@@ -39,12 +45,17 @@ struct Args {
     /// Extra request header, `Name: value`; repeatable.
     #[arg(short = 'H', long = "header")]
     headers: Vec<String>,
+    /// A second path on the same host, sent in alternation with the URL's (see above).
+    #[arg(long)]
+    paired_path: Option<String>,
     /// `http://host:port/path`.
     url: String,
 }
 
 #[derive(Default)]
 struct Tally {
+    /// With `--paired-path`: every measured request, for the comparison of the two paths.
+    paired: Vec<Sample>,
     /// Microseconds from due to the last byte of the response.
     latency: Vec<u32>,
     /// Microseconds from the request written to the last byte of the response.
@@ -55,6 +66,25 @@ struct Tally {
     write_errors: u64,
     timeouts: u64,
 }
+
+/// One measured request of a paired run.
+#[derive(Clone, Copy)]
+struct Sample {
+    /// Which [`BLOCK`] of the measured time it was due in.
+    block: u32,
+    /// 0: the URL's path, 1: `--paired-path`.
+    which: u8,
+    latency: u32,
+    service: u32,
+}
+
+/// The paired comparison resamples whole slices of time this long, so that a stall of the
+/// machine, which delays the requests of both paths around it, stays in or out of a resample
+/// whole (a block bootstrap: the samples of one moment are not independent).
+const BLOCK: Duration = Duration::from_millis(50);
+
+/// Resamples drawn for the confidence interval of a paired difference.
+const RESAMPLES: usize = 1000;
 
 fn main() {
     let a = Args::parse();
@@ -73,16 +103,30 @@ fn run(a: &Args) -> Result<(), String> {
         return Err("more than 20 million requests: lower --rate or --duration".into());
     }
     let (addr, host, path) = parse_url(&a.url)?;
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n");
     for h in &a.headers {
         if !h.contains(':') || h.contains(['\r', '\n']) {
             return Err(format!("header {h:?} is not `Name: value`"));
         }
-        request.push_str(h);
-        request.push_str("\r\n");
     }
-    request.push_str("\r\n");
-    let request = request.into_bytes();
+    if let Some(p) = &a.paired_path {
+        if !p.starts_with('/') || p.contains(|c: char| c.is_ascii_whitespace() || c.is_ascii_control()) {
+            return Err(format!("--paired-path {p:?} is not an absolute path"));
+        }
+    }
+    let request = |path: &str| {
+        let mut r = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n");
+        for h in &a.headers {
+            r.push_str(h);
+            r.push_str("\r\n");
+        }
+        r.push_str("\r\n");
+        r.into_bytes()
+    };
+    // One request, or two taken in turn.
+    let requests: Vec<Vec<u8>> = std::iter::once(path.as_str())
+        .chain(a.paired_path.as_deref())
+        .map(request)
+        .collect();
 
     let interval = Duration::from_secs_f64(1.0 / a.rate);
     let start = Instant::now() + Duration::from_millis(100);
@@ -93,14 +137,14 @@ fn run(a: &Args) -> Result<(), String> {
     let tallies: Vec<Tally> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..a.conns as u64)
             .map(|k| {
-                let request = &request;
+                let requests = &requests;
                 let stride = a.conns as u64;
                 s.spawn(move || {
                     let due = (k..total)
                         .step_by(stride as usize)
                         .map(|i| start + interval.mul_f64(i as f64))
                         .take_while(|d| *d < end);
-                    connection(addr, request, due, measure_from)
+                    connection(addr, requests, k as usize, due, measure_from)
                 })
             })
             .collect();
@@ -116,6 +160,7 @@ fn run(a: &Args) -> Result<(), String> {
         t.read_errors += x.read_errors;
         t.write_errors += x.write_errors;
         t.timeouts += x.timeouts;
+        t.paired.extend(x.paired);
     }
     report(a, &mut t);
     Ok(())
@@ -137,8 +182,15 @@ fn parse_url(url: &str) -> Result<(SocketAddr, String, String), String> {
     Ok((addr, host.to_string(), path.to_string()))
 }
 
-/// One keep-alive connection sending the requests due at `due`, in order, one at a time.
-fn connection(addr: SocketAddr, request: &[u8], due: impl Iterator<Item = Instant>, measure_from: Instant) -> Tally {
+/// One keep-alive connection sending the requests due at `due`, in order, one at a time; with
+/// more than one request to send, they are taken in turn, starting with `requests[first % n]`.
+fn connection(
+    addr: SocketAddr,
+    requests: &[Vec<u8>],
+    first: usize,
+    due: impl Iterator<Item = Instant>,
+    measure_from: Instant,
+) -> Tally {
     // Sleep to the microsecond rather than the kernel's default 50 µs slack.
     // SAFETY: prctl with PR_SET_TIMERSLACK takes a plain integer and touches no memory.
     unsafe {
@@ -147,7 +199,9 @@ fn connection(addr: SocketAddr, request: &[u8], due: impl Iterator<Item = Instan
     let mut t = Tally::default();
     let mut conn: Option<BufReader<TcpStream>> = None;
     let mut body = Vec::new();
-    for d in due {
+    for (j, d) in due.enumerate() {
+        let which = (first + j) % requests.len();
+        let request = &requests[which];
         let now = Instant::now();
         if d > now {
             std::thread::sleep(d - now);
@@ -175,6 +229,14 @@ fn connection(addr: SocketAddr, request: &[u8], due: impl Iterator<Item = Instan
                 if measured {
                     t.latency.push(micros(done - d));
                     t.service.push(micros(done - sent));
+                    if requests.len() > 1 {
+                        t.paired.push(Sample {
+                            block: ((d - measure_from).as_micros() / BLOCK.as_micros()) as u32,
+                            which: which as u8,
+                            latency: micros(done - d),
+                            service: micros(done - sent),
+                        });
+                    }
                     if !(200..400).contains(&status) {
                         t.non_2xx += 1;
                     }
@@ -311,6 +373,31 @@ fn report(a: &Args, t: &mut Tally) {
     );
     println!("  {n} requests in {:.2}s", a.duration);
     println!("Requests/sec: {:.1}", n as f64 / a.duration);
+    if let Some(b) = &a.paired_path {
+        let a_path = parse_url(&a.url).map(|u| u.2).unwrap_or_default();
+        for (which, path) in [a_path.as_str(), b.as_str()].into_iter().enumerate() {
+            let of = |f: fn(&Sample) -> u32| {
+                let mut v: Vec<u32> = t.paired.iter().filter(|s| s.which as usize == which).map(f).collect();
+                v.sort_unstable();
+                v
+            };
+            let (latency, service) = (of(|s| s.latency), of(|s| s.service));
+            println!(
+                "  paired {path}: {} requests, latency p50 {}us p90 {}us p99 {}us p99.9 {}us, service p50 {}us p99 {}us",
+                latency.len(),
+                percentile(&latency, 50.0),
+                percentile(&latency, 90.0),
+                percentile(&latency, 99.0),
+                percentile(&latency, 99.9),
+                percentile(&service, 50.0),
+                percentile(&service, 99.0),
+            );
+        }
+        for p in [50.0, 99.0] {
+            let (d, lo, hi) = paired_difference(&t.paired, |s| s.latency, p);
+            println!("  paired difference p{p} latency: {d}us (95% CI {lo}us to {hi}us)");
+        }
+    }
     if t.non_2xx > 0 {
         println!("  Non-2xx or 3xx responses: {}", t.non_2xx);
     }
@@ -320,6 +407,63 @@ fn report(a: &Args, t: &mut Tally) {
             t.connect_errors, t.read_errors, t.write_errors, t.timeouts
         );
     }
+}
+
+/// The difference between the `p`th percentiles of the two paths (the URL's minus
+/// `--paired-path`'s) of `value`, and a 95% confidence interval for it from a paired block
+/// bootstrap: [`RESAMPLES`] times, as many [`BLOCK`]s as were measured are drawn with
+/// replacement, and the difference is taken over the requests of both paths in the drawn blocks.
+fn paired_difference(samples: &[Sample], value: fn(&Sample) -> u32, p: f64) -> (i64, i64, i64) {
+    let diff = |a: &mut Vec<u32>, b: &mut Vec<u32>| -> i64 {
+        i64::from(nth_percentile(a, p)) - i64::from(nth_percentile(b, p))
+    };
+    let blocks = samples.iter().map(|s| s.block as usize + 1).max().unwrap_or(0);
+    let mut by_block: Vec<[Vec<u32>; 2]> = vec![Default::default(); blocks];
+    for s in samples {
+        by_block[s.block as usize][s.which as usize & 1].push(value(s));
+    }
+    let (mut a, mut b): (Vec<u32>, Vec<u32>) = (Vec::new(), Vec::new());
+    for [x, y] in &by_block {
+        a.extend(x);
+        b.extend(y);
+    }
+    let observed = diff(&mut a, &mut b);
+    if blocks == 0 {
+        return (0, 0, 0);
+    }
+    // splitmix64, seeded: the same samples give the same interval.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let mut diffs: Vec<i64> = (0..RESAMPLES)
+        .map(|_| {
+            a.clear();
+            b.clear();
+            for _ in 0..blocks {
+                let [x, y] = &by_block[(next() % blocks as u64) as usize];
+                a.extend(x);
+                b.extend(y);
+            }
+            diff(&mut a, &mut b)
+        })
+        .collect();
+    diffs.sort_unstable();
+    let at = |q: f64| diffs[((q * RESAMPLES as f64) as usize).min(RESAMPLES - 1)];
+    (observed, at(0.025), at(0.975))
+}
+
+/// The `p`th percentile (nearest rank) of unsorted values, reordering them.
+fn nth_percentile(v: &mut [u32], p: f64) -> u32 {
+    if v.is_empty() {
+        return 0;
+    }
+    let i = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    *v.select_nth_unstable(i.clamp(1, v.len()) - 1).1
 }
 
 #[cfg(test)]
@@ -377,11 +521,55 @@ mod tests {
     }
 
     #[test]
+    fn a_paired_difference_is_found_with_an_interval_around_it() {
+        // Path 0 is 100 us slower than path 1 in every block; block k is k * 1000 us slow for
+        // both (a machine stall is the same for the two).
+        let samples: Vec<Sample> = (0..200u32)
+            .flat_map(|block| {
+                (0..100u32).flat_map(move |i| {
+                    let base = block * 1000 + i * 3;
+                    [
+                        Sample {
+                            block,
+                            which: 0,
+                            latency: base + 100,
+                            service: 0,
+                        },
+                        Sample {
+                            block,
+                            which: 1,
+                            latency: base,
+                            service: 0,
+                        },
+                    ]
+                })
+            })
+            .collect();
+        let (d, lo, hi) = paired_difference(&samples, |s| s.latency, 99.0);
+        assert_eq!(d, 100);
+        assert!(lo <= 100 && 100 <= hi, "{lo}..{hi}");
+        // No difference at all: the interval is around zero, however large the stalls.
+        let same: Vec<Sample> = samples
+            .iter()
+            .map(|s| Sample {
+                latency: s.latency - 100 * u32::from(s.which == 0),
+                ..*s
+            })
+            .collect();
+        let (d, lo, hi) = paired_difference(&same, |s| s.latency, 99.0);
+        assert_eq!(d, 0);
+        assert!(lo <= 0 && 0 <= hi, "{lo}..{hi}");
+        assert_eq!(paired_difference(&[], |s| s.latency, 99.0), (0, 0, 0));
+    }
+
+    #[test]
     fn percentiles_are_nearest_rank() {
         let v: Vec<u32> = (1..=100).collect();
         assert_eq!(percentile(&v, 50.0), 50);
         assert_eq!(percentile(&v, 99.0), 99);
         assert_eq!(percentile(&v, 99.9), 100);
         assert_eq!(percentile(&[], 99.0), 0);
+        let mut shuffled: Vec<u32> = (1..=100).rev().collect();
+        assert_eq!(nth_percentile(&mut shuffled, 99.0), 99);
     }
 }
