@@ -25,6 +25,7 @@ use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -148,9 +149,20 @@ where
     F: std::future::Future<Output = Option<R>>,
 {
     head.store(false, Ordering::Relaxed);
+    let due = tokio::time::Instant::now() + timeout;
     let request = HEAD_READ.scope(head.clone(), request);
     tokio::pin!(request);
-    let deadline = tokio::time::sleep(timeout);
+    // A kept-alive connection starts a request once it is readable, so the head is nearly always
+    // read whole in the first poll, and the deadline is made only when it is not: a tokio timer
+    // earlier than the runtime's next wake-up costs a write to its eventfd when it is armed.
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(request.as_mut().poll(cx))).await;
+    if let std::task::Poll::Ready(reused) = first {
+        return reused;
+    }
+    if head.load(Ordering::Relaxed) {
+        return request.await;
+    }
+    let deadline = tokio::time::sleep_until(due);
     tokio::pin!(deadline);
     let mut armed = true;
     loop {
@@ -346,6 +358,41 @@ fn raise_open_files_limit() -> std::io::Result<(u64, u64)> {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A stand-in for pingora's request: reads its head after `head_after`, then takes `rest`.
+    async fn request(head_after: Duration, rest: Duration) -> Option<&'static str> {
+        tokio::time::sleep(head_after).await;
+        head_read();
+        tokio::time::sleep(rest).await;
+        Some("answered")
+    }
+
+    #[tokio::test]
+    async fn the_head_deadline_bounds_the_head_only_whether_or_not_it_was_read_at_once() {
+        let head = Arc::new(AtomicBool::new(false));
+        let limit = Duration::from_millis(100);
+        let zero = Duration::ZERO;
+        let long = Duration::from_millis(300);
+        // Read in the first poll (no deadline made), then a slow upstream: answered.
+        let read_at_once = async {
+            head_read();
+            tokio::time::sleep(long).await;
+            Some("answered")
+        };
+        assert_eq!(within_head_timeout(read_at_once, &head, limit).await, Some("answered"));
+        // Answered in the first poll.
+        assert_eq!(
+            within_head_timeout(request(zero, zero), &head, limit).await,
+            Some("answered")
+        );
+        // The head arrives later but in time, then the upstream is slow: answered.
+        let in_time = request(Duration::from_millis(20), long);
+        assert_eq!(within_head_timeout(in_time, &head, limit).await, Some("answered"));
+        // The head never arrives whole in time: dropped at the deadline, not after the request.
+        let started = tokio::time::Instant::now();
+        assert_eq!(within_head_timeout(request(long, zero), &head, limit).await, None);
+        assert!(started.elapsed() < long, "{:?}", started.elapsed());
+    }
 
     /// A connected pair of real sockets: pingora's server side, and the client's.
     async fn pair() -> (Stream, tokio::net::TcpStream) {
