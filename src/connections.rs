@@ -5,7 +5,7 @@
 //! [`Capped::admit`] for a place as it accepts a connection, before any TLS handshake, so the
 //! count covers the client connections open across all workers, and a new one is closed at once
 //! when the count is at the limit, the way Envoy's listener connection limit does. A connection
-//! holds ~6 KB while idle and ~30 KB with a request in flight, its upstream side included
+//! holds ~7 KB while idle and ~30 KB with a request in flight, its upstream side included
 //! (bench/README.md), so without a bound, clients that open connections and send nothing would
 //! grow memory until the open-files limit. The admin listener is not counted, so `/metrics` and
 //! the probes still answer when the proxy is full.
@@ -16,11 +16,12 @@
 //! and a client that connected and sent nothing held its connection, and a place under
 //! `max_connections`, for ever. Here the sniff stops as soon as the bytes cannot be the HTTP/2
 //! preface and waits at most 60 s; HTTP/2 connections still go through
-//! pingora's dispatch. Between requests an HTTP/1 connection holds only its stream and task
-//! (`next_request`).
+//! pingora's dispatch. Between requests an HTTP/1 connection, cleartext or TLS, holds only its
+//! stream, its task and a 1 KB buffer for the start of its next request (`next_request`).
 
 use crate::config::DEFAULT_MAX_CONNECTIONS;
 use crate::state::State;
+use bytes::BytesMut;
 use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
@@ -45,6 +46,14 @@ const IDLE_SECS: u64 = 60;
 
 /// [`IDLE_SECS`] as a duration.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(IDLE_SECS);
+
+/// The most of a kept-alive connection's next request that is read while waiting for it: a
+/// small request arrives whole in that one read, and its head is parsed without another.
+/// Part of every connection's state (as the wait's buffer), idle or not.
+const FIRST_READ: usize = 1024;
+
+/// The request-head buffer given to pingora with those bytes: the size it starts with itself.
+const HEAD_BUFFER: usize = 4096;
 
 /// What a cleartext HTTP/2 client sends first (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -104,9 +113,6 @@ async fn serve_http1<A>(app: &Arc<A>, stream: Stream, shutdown: &ShutdownWatch, 
 where
     A: HttpServerApp + Send + Sync + 'static,
 {
-    // tokio-rustls takes a read that returns no bytes for the end of the stream, so a TLS
-    // connection starts each request at once, as in pingora's dispatch.
-    let wait_for_requests = stream.get_ssl_digest().is_none();
     let head = Arc::new(AtomicBool::new(false));
     let mut session = ServerSession::new_http1(stream);
     session.set_keepalive(if *shutdown.borrow() { None } else { Some(IDLE_SECS) });
@@ -117,13 +123,16 @@ where
         let Some((mut stream, settings)) = reused.map(|r| r.consume()) else {
             return;
         };
-        if wait_for_requests && !next_request(&mut stream, shutdown).await {
+        let Some(first) = next_request(&mut stream, shutdown).await else {
             return;
-        }
+        };
         session = ServerSession::new_http1(stream);
         if let Some(settings) = settings {
             settings.apply_to_session(&mut session);
         }
+        // pingora parses these before reading the stream again (the API it uses to carry
+        // pipelined bytes from one request to the next).
+        session.set_pipelined_prefix(first);
     }
 }
 
@@ -181,22 +190,31 @@ where
 }
 
 /// Waits on a kept-alive connection until the client sends its next request, holding only the
-/// stream. pingora's request future, HTTP session and request-head buffer (~20 KB) are made
-/// when there is something to read, so an idle connection costs half as much. `false`: close
-/// it (idle past the keep-alive, or the server is shutting down).
+/// stream and a [`FIRST_READ`] buffer: pingora's request future, HTTP session and request-head
+/// buffer (~20 KB) are made when there is a request to serve. Returns the first bytes of it, read
+/// in the same system call that ended the wait, for pingora to parse before it reads again.
+/// `None`: close the connection (idle past the keep-alive, closed by the client, an error, or
+/// the server shutting down).
 ///
-/// The wait is a read into an empty buffer, which waits for the socket to be readable and takes
-/// nothing from it. Cleartext streams only (see [`serve_http1`]).
-async fn next_request(stream: &mut Stream, shutdown: &ShutdownWatch) -> bool {
+/// The keep-alive is one of pingora's timers (10 ms resolution, shared by the connections that
+/// expire in the same 10 ms), not tokio's: arming a tokio timer due before the runtime's next
+/// wake-up writes to the runtime's eventfd, which happened for about a quarter of requests.
+async fn next_request(stream: &mut Stream, shutdown: &ShutdownWatch) -> Option<BytesMut> {
+    use pingora::prelude::fast_timeout::fast_timeout;
     use tokio::io::AsyncReadExt;
+    let mut first = [0u8; FIRST_READ];
     let mut shutdown = shutdown.clone();
     tokio::select! {
         biased;
-        readable = tokio::time::timeout(IDLE_TIMEOUT, stream.read(&mut [])) => {
-            // An error or the end of the stream is left to the session's read to report.
-            readable.is_ok()
-        }
-        _ = shutdown.wait_for(|down| *down) => false,
+        read = fast_timeout(IDLE_TIMEOUT, stream.read(&mut first)) => match read {
+            Ok(Ok(n)) if n > 0 => {
+                let mut head = BytesMut::with_capacity(HEAD_BUFFER);
+                head.extend_from_slice(&first[..n]);
+                Some(head)
+            }
+            _ => None,
+        },
+        _ = shutdown.wait_for(|down| *down) => None,
     }
 }
 
@@ -431,7 +449,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_wait_for_a_next_request_takes_nothing_from_it_and_ends_at_shutdown() {
+    async fn the_wait_for_a_next_request_returns_its_first_bytes_and_ends_at_shutdown_or_close() {
         let (down, shutdown) = tokio::sync::watch::channel(false);
         let (mut server, mut client) = pair().await;
         // Idle: still waiting.
@@ -439,14 +457,29 @@ mod tests {
         assert!(idle.is_err(), "returned while the client was silent");
         let req = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
         client.write_all(req).await.unwrap();
-        assert!(next_request(&mut server, &shutdown).await);
-        let mut back = vec![0; req.len()];
-        server.read_exact(&mut back).await.unwrap();
-        assert_eq!(back, req, "the request is read whole afterwards");
+        let first = next_request(&mut server, &shutdown).await.expect("a request");
+        assert_eq!(&first[..], req, "a small request is read whole");
+        assert!(first.capacity() >= HEAD_BUFFER, "pingora reads the rest into it");
+        // A request longer than the first read: the rest stays in the stream, in order.
+        let long = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "x".repeat(FIRST_READ));
+        client.write_all(long.as_bytes()).await.unwrap();
+        let mut got = next_request(&mut server, &shutdown).await.expect("a request").to_vec();
+        while got.len() < long.len() {
+            let mut more = vec![0; long.len() - got.len()];
+            let n = server.read(&mut more).await.unwrap();
+            got.extend_from_slice(&more[..n]);
+        }
+        assert_eq!(got, long.as_bytes());
         down.send(true).unwrap();
         assert!(
-            !next_request(&mut server, &shutdown).await,
+            next_request(&mut server, &shutdown).await.is_none(),
             "an idle connection closes at shutdown"
+        );
+        let (_down, shutdown) = tokio::sync::watch::channel(false);
+        drop(client);
+        assert!(
+            next_request(&mut server, &shutdown).await.is_none(),
+            "closed by the client"
         );
     }
 

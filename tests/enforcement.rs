@@ -331,6 +331,70 @@ fn the_upstream_gets_the_normalised_target_with_its_query() {
     }
 }
 
+/// Reads one response with a Content-Length body from a kept-alive connection.
+fn read_response(r: &mut impl std::io::BufRead) -> (u16, Value) {
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    let status = line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let mut length = 0;
+    loop {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        if line.trim_end().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap();
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    r.read_exact(&mut body).unwrap();
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+#[test]
+fn kept_alive_requests_of_any_size_follow_each_other_on_one_connection() {
+    use std::io::{BufReader, Write};
+    let (tg, _up) = start();
+    let token = tg.token("product-sa-client", "password");
+    let mut conn = std::net::TcpStream::connect(tg.http).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let pad = "p".repeat(3000);
+    let requests = [
+        "GET /public/1 HTTP/1.1\r\nHost: x\r\n\r\n".to_string(),
+        // Longer than what is read while waiting for it: the rest is read by the parser.
+        format!("GET /api/orders/2 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nX-Pad: {pad}\r\n\r\n"),
+        format!("GET /public/3 HTTP/1.1\r\nHost: x\r\nX-Pad: {pad}\r\n\r\n"),
+    ];
+    for (i, req) in requests.iter().enumerate() {
+        if i == 2 {
+            // The head split across two writes, the second after a pause.
+            let (a, b) = req.split_at(10);
+            conn.write_all(a.as_bytes()).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            conn.write_all(b.as_bytes()).unwrap();
+        } else {
+            conn.write_all(req.as_bytes()).unwrap();
+        }
+        let (status, echo) = read_response(&mut reader);
+        assert_eq!(status, 200, "request {i}: {echo}");
+        assert_eq!(
+            echo["path"],
+            format!("/{}/{}", if i == 1 { "api/orders" } else { "public" }, i + 1)
+        );
+        if i > 0 {
+            assert_eq!(echo["headers"]["x-pad"], json!([pad]), "request {i}");
+        }
+    }
+}
+
 #[test]
 fn upstream_refusing_is_502_and_slow_is_504() {
     let (tg, _up) = start();
