@@ -5,7 +5,7 @@
 //! [`Capped::admit`] for a place as it accepts a connection, before any TLS handshake, so the
 //! count covers the client connections open across all workers, and a new one is closed at once
 //! when the count is at the limit, the way Envoy's listener connection limit does. A connection
-//! holds ~7 KB while idle and ~30 KB with a request in flight, its upstream side included
+//! holds ~10 KB while idle and ~30 KB with a request in flight, its upstream side included
 //! (bench/README.md), so without a bound, clients that open connections and send nothing would
 //! grow memory until the open-files limit. The admin listener is not counted, so `/metrics` and
 //! the probes still answer when the proxy is full.
@@ -17,7 +17,7 @@
 //! `max_connections`, for ever. Here the sniff stops as soon as the bytes cannot be the HTTP/2
 //! preface and waits at most 60 s; HTTP/2 connections still go through
 //! pingora's dispatch. Between requests an HTTP/1 connection, cleartext or TLS, holds only its
-//! stream, its task and a 1 KB buffer for the start of its next request (`next_request`).
+//! stream, its task and the 4 KB buffer its next request is read into (`next_request`).
 
 use crate::config::DEFAULT_MAX_CONNECTIONS;
 use crate::state::State;
@@ -47,12 +47,8 @@ const IDLE_SECS: u64 = 60;
 /// [`IDLE_SECS`] as a duration.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(IDLE_SECS);
 
-/// The most of a kept-alive connection's next request that is read while waiting for it: a
-/// small request arrives whole in that one read, and its head is parsed without another.
-/// Part of every connection's state (as the wait's buffer), idle or not.
-const FIRST_READ: usize = 1024;
-
-/// The request-head buffer given to pingora with those bytes: the size it starts with itself.
+/// The buffer a kept-alive connection's next request is read into while waiting for it, and
+/// which pingora then parses it from: the size pingora starts its request-head buffer with.
 const HEAD_BUFFER: usize = 4096;
 
 /// What a cleartext HTTP/2 client sends first (RFC 9113 §3.4).
@@ -190,9 +186,10 @@ where
 }
 
 /// Waits on a kept-alive connection until the client sends its next request, holding only the
-/// stream and a [`FIRST_READ`] buffer: pingora's request future, HTTP session and request-head
-/// buffer (~20 KB) are made when there is a request to serve. Returns the first bytes of it, read
-/// in the same system call that ended the wait, for pingora to parse before it reads again.
+/// stream and a [`HEAD_BUFFER`]: pingora's request future and HTTP session (~16 KB) are made
+/// when there is a request to serve. Returns the buffer with the first bytes of the request,
+/// read in the same system call that ended the wait, for pingora to parse before it reads again
+/// (a head of up to 4 KB takes no other read) and to keep as its request-head buffer.
 /// `None`: close the connection (idle past the keep-alive, closed by the client, an error, or
 /// the server shutting down).
 ///
@@ -202,16 +199,12 @@ where
 async fn next_request(stream: &mut Stream, shutdown: &ShutdownWatch) -> Option<BytesMut> {
     use pingora::prelude::fast_timeout::fast_timeout;
     use tokio::io::AsyncReadExt;
-    let mut first = [0u8; FIRST_READ];
+    let mut head = BytesMut::with_capacity(HEAD_BUFFER);
     let mut shutdown = shutdown.clone();
     tokio::select! {
         biased;
-        read = fast_timeout(IDLE_TIMEOUT, stream.read(&mut first)) => match read {
-            Ok(Ok(n)) if n > 0 => {
-                let mut head = BytesMut::with_capacity(HEAD_BUFFER);
-                head.extend_from_slice(&first[..n]);
-                Some(head)
-            }
+        read = fast_timeout(IDLE_TIMEOUT, stream.read_buf(&mut head)) => match read {
+            Ok(Ok(n)) if n > 0 => Some(head),
             _ => None,
         },
         _ = shutdown.wait_for(|down| *down) => None,
@@ -460,8 +453,8 @@ mod tests {
         let first = next_request(&mut server, &shutdown).await.expect("a request");
         assert_eq!(&first[..], req, "a small request is read whole");
         assert!(first.capacity() >= HEAD_BUFFER, "pingora reads the rest into it");
-        // A request longer than the first read: the rest stays in the stream, in order.
-        let long = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "x".repeat(FIRST_READ));
+        // A request longer than the buffer: the rest stays in the stream, in order.
+        let long = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "x".repeat(HEAD_BUFFER));
         client.write_all(long.as_bytes()).await.unwrap();
         let mut got = next_request(&mut server, &shutdown).await.expect("a request").to_vec();
         while got.len() < long.len() {

@@ -366,10 +366,10 @@ fn kept_alive_requests_of_any_size_follow_each_other_on_one_connection() {
     let mut conn = std::net::TcpStream::connect(tg.http).unwrap();
     conn.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
     let mut reader = BufReader::new(conn.try_clone().unwrap());
-    let pad = "p".repeat(3000);
+    let pad = "p".repeat(6000);
     let requests = [
         "GET /public/1 HTTP/1.1\r\nHost: x\r\n\r\n".to_string(),
-        // Longer than what is read while waiting for it: the rest is read by the parser.
+        // Longer than the buffer it is read into while waiting for it: the parser reads the rest.
         format!("GET /api/orders/2 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nX-Pad: {pad}\r\n\r\n"),
         format!("GET /public/3 HTTP/1.1\r\nHost: x\r\nX-Pad: {pad}\r\n\r\n"),
     ];
