@@ -26,46 +26,99 @@ use std::time::Duration;
 /// How long SIGTERM waits for in-flight requests before the process exits anyway.
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 
-/// A port-0 address becomes a concrete free port, so the issuer and the startup line can name it.
-/// Every address is bound once here without SO_REUSEPORT: a port another process holds (another
-/// tollgate included, whose workers use SO_REUSEPORT) fails start-up instead of being shared.
-fn concrete(addr: SocketAddr) -> std::io::Result<SocketAddr> {
-    TcpListener::bind(addr)?.local_addr()
+/// The listening sockets of one configured address, all bound to `addr`: one per worker with
+/// SO_REUSEPORT (the kernel spreads connections over them), or one alone.
+struct Bound {
+    addr: SocketAddr,
+    sockets: Vec<TcpListener>,
 }
 
-/// A listening socket bound now, before pingora starts, so the startup line is printed only
-/// once every port is held, and a failed bind is a start-up error, not pingora's thirty
-/// one-second retries on a service thread.
-fn bind(key: &str, addr: SocketAddr, reuseport: bool) -> Result<TcpListener, String> {
-    use socket2::{Domain, Socket, Type};
-    let bind = || -> std::io::Result<Socket> {
-        let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-        s.set_reuse_address(true)?;
-        s.set_reuse_port(reuseport)?;
-        s.set_nonblocking(true)?;
-        s.bind(&addr.into())?;
-        s.listen(65535)?;
-        Ok(s)
+/// Binds `addr` `count` times, before pingora starts, so the startup line is printed only once
+/// every port is held, and a failed bind is a start-up error, not pingora's thirty one-second
+/// retries on a service thread. A port-0 address becomes a concrete free port, which the issuer
+/// and the startup line name.
+///
+/// With SO_REUSEPORT the address is first bound once without it: a port another process holds
+/// (another tollgate included, whose workers use SO_REUSEPORT) fails start-up instead of being
+/// shared. That probe is closed before the workers bind, so a free port it found may be taken
+/// by another process in between; the port is then chosen again, up to five times. A single
+/// socket without SO_REUSEPORT (the admin port, or one runtime for all) is bound once and kept.
+fn bind_address(key: &str, addr: SocketAddr, count: usize, reuseport: bool) -> Result<Bound, String> {
+    const ATTEMPTS: usize = 5;
+    let attempt = || -> std::io::Result<Bound> {
+        if !reuseport {
+            let socket = bind(addr, false)?;
+            return Ok(Bound {
+                addr: socket.local_addr()?,
+                sockets: vec![socket],
+            });
+        }
+        let concrete = TcpListener::bind(addr)?.local_addr()?;
+        let sockets = (0..count.max(1))
+            .map(|_| bind(concrete, true))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        Ok(Bound {
+            addr: concrete,
+            sockets,
+        })
     };
-    bind().map(TcpListener::from).map_err(|e| format!("{key}: {e}"))
+    let mut tries = 1;
+    loop {
+        match attempt() {
+            Err(e) if addr.port() == 0 && e.kind() == std::io::ErrorKind::AddrInUse && tries < ATTEMPTS => tries += 1,
+            result => return result.map_err(|e| format!("{key}: {e}")),
+        }
+    }
 }
 
-/// [`bind`], handed to a pingora listening service through its own fd table (pingora takes a
-/// socket from the table instead of binding when the address is in it).
-fn prebind(key: &str, addr: SocketAddr) -> Result<ListenFds, String> {
+/// One listening socket: SO_REUSEADDR, SO_REUSEPORT if asked, non-blocking, backlog 65535.
+fn bind(addr: SocketAddr, reuseport: bool) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(reuseport)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(65535)?;
+    Ok(s.into())
+}
+
+/// A socket bound by [`bind_address`], handed to a pingora listening service through its own fd
+/// table (pingora takes a socket from the table instead of binding when the address is in it).
+fn prebind(addr: SocketAddr, socket: TcpListener) -> ListenFds {
     let mut fds = Fds::new();
-    fds.add(addr.to_string(), bind(key, addr, false)?.into_raw_fd());
-    Ok(Arc::new(parking_lot::Mutex::new(fds)))
+    fds.add(addr.to_string(), socket.into_raw_fd());
+    Arc::new(parking_lot::Mutex::new(fds))
 }
 
 /// Load the config and run the sidecar until SIGTERM/SIGINT. Returns only on a start-up error.
 pub fn run(config_path: &Path) -> Result<(), String> {
     let first = config::load(config_path, LoadOptions::default()).map_err(|e| e.to_string())?;
     crate::logging::init(first.server.log_format_json);
-    let resolve = |key: &str, a: Option<SocketAddr>| a.map(concrete).transpose().map_err(|e| format!("{key}: {e}"));
-    let listen = resolve("server.listen", first.server.listen)?;
-    let tls_listen = resolve("server.tls_listen", first.server.tls_listen)?;
-    let admin = resolve("server.admin_listen", first.server.admin_listen)?;
+    let conf_threads = first
+        .server
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
+    let work_stealing = first.server.work_stealing;
+    // Shared-nothing workers (nginx's and Envoy's model): each is a single-threaded runtime with
+    // its own listening sockets (SO_REUSEPORT; the kernel spreads connections) and its own
+    // upstream connection pool, so a request never crosses threads and no socket is polled by
+    // one thread for another. With work stealing, one multi-threaded runtime serves everything.
+    let (services, threads) = if work_stealing {
+        (1, None)
+    } else {
+        (conf_threads, Some(1))
+    };
+    let reuseport = !work_stealing;
+    let bound = |key: &str, a: Option<SocketAddr>, count: usize, reuseport: bool| {
+        a.map(|a| bind_address(key, a, count, reuseport)).transpose()
+    };
+    let mut listen_sockets = bound("server.listen", first.server.listen, services, reuseport)?;
+    let mut tls_sockets = bound("server.tls_listen", first.server.tls_listen, services, reuseport)?;
+    let mut admin_socket = bound("server.admin_listen", first.server.admin_listen, 1, false)?;
+    let listen = listen_sockets.as_ref().map(|b| b.addr);
+    let tls_listen = tls_sockets.as_ref().map(|b| b.addr);
+    let admin = admin_socket.as_ref().map(|b| b.addr);
     let port = listen.or(tls_listen).map(|a| a.port());
     // Load again with the concrete port so default issuers name it.
     let snap: Snapshot = config::load(config_path, LoadOptions { listen_port: port }).map_err(|e| e.to_string())?;
@@ -76,17 +129,14 @@ pub fn run(config_path: &Path) -> Result<(), String> {
     let default_max = crate::connections::limits_at_start(settings.max_connections);
     let state = State::new(snap, config_path.to_path_buf(), port);
 
-    let conf_threads = settings
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
     let conf = ServerConf {
         // Per-worker mode runs each proxy worker, the admin service and the background tasks on
         // one thread apiece.
-        threads: if settings.work_stealing { conf_threads } else { 1 },
+        threads: if work_stealing { conf_threads } else { 1 },
         grace_period_seconds: Some(DRAIN_LIMIT.as_secs()),
         graceful_shutdown_timeout_seconds: Some(1),
         upstream_keepalive_pool_size: 512,
-        work_stealing: settings.work_stealing,
+        work_stealing,
         ca_file: settings
             .upstream_ca_file
             .as_ref()
@@ -109,16 +159,7 @@ pub fn run(config_path: &Path) -> Result<(), String> {
             Some(Arc::new(tls.build()))
         }
     };
-    // Shared-nothing workers (nginx's and Envoy's model): each is a single-threaded runtime with
-    // its own listening sockets (SO_REUSEPORT; the kernel spreads connections) and its own
-    // upstream connection pool, so a request never crosses threads and no socket is polled by
-    // one thread for another. With work stealing, one multi-threaded runtime serves everything.
-    let (services, threads) = if settings.work_stealing {
-        (1, None)
-    } else {
-        (conf_threads, Some(1))
-    };
-    let reuseport = !settings.work_stealing;
+    let take = |b: &mut Option<Bound>| b.as_mut().and_then(|b| b.sockets.pop());
     for i in 0..services {
         let mut app = pingora::proxy::http_proxy(&server_conf, Tollgate { state: state.clone() });
         let mut opts = HttpServerOptions::default();
@@ -126,20 +167,17 @@ pub fn run(config_path: &Path) -> Result<(), String> {
         opts.keepalive_request_limit = Some(10_000);
         app.server_options = Some(opts);
         let mut endpoints = Vec::new();
-        if let Some(a) = listen {
-            endpoints.push(Endpoint {
-                socket: bind("server.listen", a, reuseport)?,
-                tls: None,
-            });
+        if let Some(socket) = take(&mut listen_sockets) {
+            endpoints.push(Endpoint { socket, tls: None });
         }
-        if let Some(a) = tls_listen {
+        if let Some(socket) = take(&mut tls_sockets) {
             endpoints.push(Endpoint {
-                socket: bind("server.tls_listen", a, reuseport)?,
+                socket,
                 tls: tls.clone(),
             });
         }
         server.add_service(ProxyService {
-            name: if settings.work_stealing {
+            name: if work_stealing {
                 "tollgate".into()
             } else {
                 format!("tollgate-{i}")
@@ -153,10 +191,10 @@ pub fn run(config_path: &Path) -> Result<(), String> {
             threads,
         });
     }
-    if let Some(a) = admin {
+    if let (Some(a), Some(socket)) = (admin, take(&mut admin_socket)) {
         let mut svc = Service::new("admin".to_string(), Admin { state: state.clone() });
         svc.add_tcp(&a.to_string());
-        let fds = prebind("server.admin_listen", a)?;
+        let fds = prebind(a, socket);
         server.add_service(Prebound {
             svc,
             fds,
@@ -241,5 +279,30 @@ impl BackgroundService for Drain {
         tracing::info!("drained; exiting");
         crate::logging::flush();
         std::process::exit(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_bound_once_per_worker_and_a_held_port_fails() {
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let workers = bind_address("server.listen", any, 3, true).unwrap();
+        assert_ne!(workers.addr.port(), 0);
+        assert_eq!(workers.sockets.len(), 3);
+        for s in &workers.sockets {
+            assert_eq!(s.local_addr().unwrap(), workers.addr);
+        }
+        // Held by reuseport sockets of this process: another start on that port is refused.
+        let err = bind_address("server.listen", workers.addr, 2, true).err().unwrap();
+        assert!(err.starts_with("server.listen: "), "{err}");
+        // One socket alone, kept: the port it names is held until it is dropped.
+        let admin = bind_address("server.admin_listen", any, 1, false).unwrap();
+        assert_eq!(admin.sockets.len(), 1);
+        assert!(TcpListener::bind(admin.addr).is_err(), "the admin port is held");
+        let err = bind_address("server.admin_listen", admin.addr, 1, false).err().unwrap();
+        assert!(err.starts_with("server.admin_listen: "), "{err}");
     }
 }
