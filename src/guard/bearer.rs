@@ -32,8 +32,6 @@ pub struct Identity {
     pub client_id: String,
     /// Realm roles as `role`, client roles as `client:role`, sorted.
     pub roles: Vec<String>,
-    /// `roles` joined with ',' (the X-Auth-Roles value).
-    pub roles_header: String,
     pub scope: String,
     pub audience: Vec<String>,
     pub jti: String,
@@ -53,7 +51,7 @@ impl Identity {
         self.roles.iter().any(|r| r == role)
     }
 
-    /// Fills in [`Identity::headers`] from the claims.
+    /// Fills in [`Identity::headers`] from the claims (the roles joined with ',').
     pub fn with_headers(mut self) -> Identity {
         let value = |s: &str| HeaderValue::from_str(s).ok();
         self.headers = (|| {
@@ -61,7 +59,7 @@ impl Identity {
                 value(&self.subject)?,
                 value(&self.client_id)?,
                 value(&self.realm)?,
-                value(&self.roles_header)?,
+                value(&self.roles.join(","))?,
                 value(&self.scope)?,
             ])
         })();
@@ -231,7 +229,6 @@ fn check_claims(realm: &Realm, claims: Claims, now: u64, expect: Expect) -> Resu
         realm: realm.name.clone(),
         subject: claims.sub.unwrap_or_default(),
         client_id,
-        roles_header: roles.join(","),
         roles,
         scope: claims.scope.unwrap_or_default(),
         audience: claims.aud.map(OneOrMany::into_vec).unwrap_or_default(),
@@ -267,8 +264,7 @@ mod tests {
                 realm: "demo".into(),
                 subject: subject.into(),
                 client_id: "orders".into(),
-                roles: vec!["reader".into(), "orders:write".into()],
-                roles_header: "orders:write,reader".into(),
+                roles: vec!["orders:write".into(), "reader".into()],
                 scope: "profile email".into(),
                 audience: vec![],
                 jti: "j".into(),

@@ -107,7 +107,6 @@ mod tests {
             subject: "s".into(),
             client_id: "c".into(),
             roles: vec![],
-            roles_header: String::new(),
             scope: String::new(),
             audience: vec![],
             jti: jti.into(),
