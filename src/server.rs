@@ -53,7 +53,7 @@ fn bind_address(key: &str, addr: SocketAddr, count: usize, reuseport: bool) -> R
                 sockets: vec![socket],
             });
         }
-        let concrete = TcpListener::bind(addr)?.local_addr()?;
+        let concrete = probe(addr)?;
         let sockets = (0..count.max(1))
             .map(|_| bind(concrete, true))
             .collect::<std::io::Result<Vec<_>>>()?;
@@ -69,6 +69,19 @@ fn bind_address(key: &str, addr: SocketAddr, count: usize, reuseport: bool) -> R
             result => return result.map_err(|e| format!("{key}: {e}")),
         }
     }
+}
+
+/// Binds `addr` without SO_REUSEPORT and without listening, and returns the address bound: the
+/// port is free unless this fails. A listening probe could take a client's SYN and then close,
+/// and the client would wait out its 1 s SYN retransmission before reaching the workers.
+fn probe(addr: SocketAddr) -> std::io::Result<SocketAddr> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into())?;
+    s.local_addr()?
+        .as_socket()
+        .ok_or_else(|| std::io::Error::other("not an inet socket"))
 }
 
 /// One listening socket: SO_REUSEADDR, SO_REUSEPORT if asked, non-blocking, backlog 65535.
@@ -298,6 +311,9 @@ mod tests {
         // Held by reuseport sockets of this process: another start on that port is refused.
         let err = bind_address("server.listen", workers.addr, 2, true).err().unwrap();
         assert!(err.starts_with("server.listen: "), "{err}");
+        // Held by another program's plain listener: refused too.
+        let other = TcpListener::bind(any).unwrap();
+        assert!(bind_address("server.listen", other.local_addr().unwrap(), 2, true).is_err());
         // One socket alone, kept: the port it names is held until it is dropped.
         let admin = bind_address("server.admin_listen", any, 1, false).unwrap();
         assert_eq!(admin.sockets.len(), 1);
