@@ -66,44 +66,86 @@ pub fn issue(
     let jti = claims::random_id();
     let username = format!("service-account-{}", client.id);
     let access = sign(realm, &claims::access(&i, &jti, &username))?;
-    let lifespan = realm.access_token_lifespan.as_secs();
-    let mut resp = TokenResponse {
-        access_token: &access,
-        expires_in: lifespan,
-        refresh_expires_in: 0,
-        refresh_token: None,
-        token_type: "Bearer",
-        not_before_policy: 0,
-        session_state: None,
-        scope,
-    };
-    let refresh;
-    if client.use_refresh_token {
+    let refresh = if client.use_refresh_token {
         let rjti = claims::random_id();
-        refresh = sign(realm, &claims::refresh(&i, &rjti))?;
-        resp.refresh_token = Some(&refresh);
-        resp.refresh_expires_in = realm.refresh_token_lifespan.as_secs();
-        resp.session_state = Some(sid);
+        Some(sign(realm, &claims::refresh(&i, &rjti))?)
+    } else {
+        None
+    };
+    Ok(TokenResponse {
+        access_token: &access,
+        expires_in: realm.access_token_lifespan.as_secs(),
+        refresh: refresh.as_deref().map(|token| Refresh {
+            token,
+            expires_in: realm.refresh_token_lifespan.as_secs(),
+            session_state: sid,
+        }),
+        scope,
     }
-    let mut body = Vec::with_capacity(access.len() + resp.refresh_token.map_or(0, str::len) + 256);
-    serde_json::to_writer(&mut body, &resp).map_err(|_| OAuthError::ServerError("cannot encode response"))?;
-    String::from_utf8(body).map_err(|_| OAuthError::ServerError("cannot encode response"))
+    .render())
 }
 
-/// The RFC 6749 §5.1 token response, in the order Keycloak writes its fields.
-#[derive(Serialize)]
+/// The RFC 6749 §5.1 token response.
 struct TokenResponse<'a> {
     access_token: &'a str,
     expires_in: u64,
-    refresh_expires_in: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    refresh_token: Option<&'a str>,
-    token_type: &'static str,
-    #[serde(rename = "not-before-policy")]
-    not_before_policy: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    session_state: Option<&'a str>,
+    refresh: Option<Refresh<'a>>,
     scope: &'a str,
+}
+
+/// The refresh token of a response, for a client that uses them.
+struct Refresh<'a> {
+    token: &'a str,
+    expires_in: u64,
+    session_state: &'a str,
+}
+
+impl TokenResponse<'_> {
+    /// The JSON body, with Keycloak's fields in Keycloak's order. Written by hand: the tokens
+    /// are compact JWSs (base64url and dots), which need no escaping, and serde_json's escape
+    /// scan of a token was most of the time spent rendering the response.
+    fn render(&self) -> String {
+        use std::fmt::Write;
+        debug_assert!(jws_is_plain(self.access_token));
+        let refresh_len = self
+            .refresh
+            .as_ref()
+            .map_or(0, |r| r.token.len() + r.session_state.len());
+        let mut out = String::with_capacity(self.access_token.len() + refresh_len + self.scope.len() + 200);
+        out.push_str(r#"{"access_token":""#);
+        out.push_str(self.access_token);
+        // Writing to a String cannot fail.
+        let _ = write!(out, r#"","expires_in":{},"refresh_expires_in":"#, self.expires_in);
+        match &self.refresh {
+            None => out.push('0'),
+            Some(r) => {
+                debug_assert!(jws_is_plain(r.token));
+                let _ = write!(out, r#"{},"refresh_token":"{}""#, r.expires_in, r.token);
+            }
+        }
+        out.push_str(r#","token_type":"Bearer","not-before-policy":0"#);
+        if let Some(r) = &self.refresh {
+            out.push_str(r#","session_state":"#);
+            push_json_string(&mut out, r.session_state);
+        }
+        out.push_str(r#","scope":"#);
+        push_json_string(&mut out, self.scope);
+        out.push('}');
+        out
+    }
+}
+
+/// Whether `token` is made only of base64url characters and dots (a compact JWS).
+fn jws_is_plain(token: &str) -> bool {
+    token
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Appends `s` to `out` as a JSON string, escaped.
+fn push_json_string(out: &mut String, s: &str) {
+    // serde_json escapes exactly as JSON requires; serialising a &str cannot fail.
+    out.push_str(&serde_json::to_string(s).unwrap_or_default());
 }
 
 /// Serialise `claims` into a buffer sized for a typical token, and sign them with the realm's key.
@@ -174,30 +216,34 @@ pub fn refresh_token(
 
 #[cfg(test)]
 mod tests {
-    use super::TokenResponse;
+    use super::{Refresh, TokenResponse};
 
     #[test]
     fn token_response_has_keycloak_fields_in_keycloak_order() {
         let mut r = TokenResponse {
             access_token: "a.b.c",
             expires_in: 300,
-            refresh_expires_in: 0,
-            refresh_token: None,
-            token_type: "Bearer",
-            not_before_policy: 0,
-            session_state: None,
+            refresh: None,
             scope: "profile \"x\"",
         };
+        let plain = r.render();
         assert_eq!(
-            serde_json::to_string(&r).unwrap(),
+            plain,
             r#"{"access_token":"a.b.c","expires_in":300,"refresh_expires_in":0,"token_type":"Bearer","not-before-policy":0,"scope":"profile \"x\""}"#
         );
-        r.refresh_token = Some("d.e.f");
-        r.refresh_expires_in = 1800;
-        r.session_state = Some("s");
+        r.refresh = Some(Refresh {
+            token: "d.e-f_",
+            expires_in: 1800,
+            session_state: "s\n",
+        });
+        let with_refresh = r.render();
         assert_eq!(
-            serde_json::to_string(&r).unwrap(),
-            r#"{"access_token":"a.b.c","expires_in":300,"refresh_expires_in":1800,"refresh_token":"d.e.f","token_type":"Bearer","not-before-policy":0,"session_state":"s","scope":"profile \"x\""}"#
+            with_refresh,
+            r#"{"access_token":"a.b.c","expires_in":300,"refresh_expires_in":1800,"refresh_token":"d.e-f_","token_type":"Bearer","not-before-policy":0,"session_state":"s\n","scope":"profile \"x\""}"#
         );
+        for body in [plain, with_refresh] {
+            let v: serde_json::Value = serde_json::from_str(&body).expect("valid JSON");
+            assert_eq!(v["scope"], "profile \"x\"");
+        }
     }
 }
