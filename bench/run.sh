@@ -614,9 +614,11 @@ else
   P99_VERDICT="UNMEASURABLE (interval across 100 us)"
 fi
 row "p99 added by auth at ~half peak (paired; 95% CI)" "${ADDED} us [${ADDED_LO}, ${ADDED_HI}]" "<= 100 us" "$P99_VERDICT"
-row "tollgate RSS, 1000 keep-alive connections under wrk load" "$RSS_MB MB" "<= 50 MB" "$(verdict "$RSS_MB" '<=' 50)"
+# RSS is read in kB (1024 bytes) from /proc, and reported in MiB, as ps and top count; the
+# details line gives the same figure in SI megabytes.
+row "tollgate RSS, 1000 keep-alive connections under wrk load" "$RSS_MB MiB" "<= 50 MiB" "$(verdict "$RSS_MB" '<=' 50)"
 IDLE_MB=$(awk -v k="$IDLE_RSS" 'BEGIN { printf "%.1f", k / 1024 }')
-row "tollgate RSS, 1000 idle keep-alive connections" "$IDLE_MB MB" "<= 50 MB" "$(verdict "$IDLE_MB" '<=' 50)"
+row "tollgate RSS, 1000 idle keep-alive connections" "$IDLE_MB MiB" "<= 50 MiB" "$(verdict "$IDLE_MB" '<=' 50)"
 row "start to listening (median of 5; max $START_MAX ms)" "$START_MED ms" "< 200 ms" "$(verdict "$START_MED" '<' 200)"
 echo
 echo "details:"
@@ -633,7 +635,7 @@ echo "    p99 of authorised minus public, separate runs round by round: ${ADDED_
 echo "  paired run (authorised and public in turn, $HALF req/s, $((DURATION * REPEAT))s):"
 grep '^  paired /' "$PAIRED_OUT" | sed 's/^  /    /'
 echo "    added by auth: p99 ${ADDED} us (95% CI ${ADDED_LO} to ${ADDED_HI}), p50 ${ADDED50} us (95% CI ${ADDED50_LO} to ${ADDED50_HI})"
-echo "  RSS: before $RSS_IDLE kB (after the earlier runs), max under -c1000 $RSS_MAX kB, 1s after it $RSS_AFTER kB;"
+echo "  RSS: before $RSS_IDLE kB (after the earlier runs), max under -c1000 $RSS_MAX kB ($(awk -v k="$RSS_MAX" 'BEGIN { printf "%.1f", k * 1024 / 1e6 }') MB in SI units), 1s after it $RSS_AFTER kB;"
 echo "    up to $CONNS_SEEN client connections and $UP_CONNS tollgate->upstream connections seen established; $RSS_RPS req/s, p99 $(fmt_us "$RSS_P99"), $RSS_BAD errors"
 echo "  idle keep-alive connections: fresh $IDLE_BASE kB, with 1000 idle $IDLE_RSS kB, $IDLE_EACH kB each"
 echo "  access logging (RUST_LOG=info): $CPU_INFO vs $CPU_AUTH us/req = $(ratio "$CPU_INFO" "$CPU_AUTH")x; $LOG_LINES lines, $LOG_BYTES bytes of log in that run"
