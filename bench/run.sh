@@ -11,7 +11,8 @@
 #
 # Knobs (environment): DURATION seconds per wrk run (10), REPEAT interleaved rounds of the proxy
 # scenarios (3), ISSUE_REPEAT rounds of the issuance scenarios (2), CONNS wrk connections (16),
-# WRK_THREADS (1), OPEN_CONNS connections of the half-peak open-loop runs (32), PROFILE (0),
+# WRK_THREADS (1), OPEN_CONNS connections of the half-peak open-loop runs (32), PAIRED_DURATION
+# seconds of the paired run that gives the p99 verdict (90), PROFILE (0),
 # KEEP=1 keeps the temp dir.
 set -euo pipefail
 
@@ -423,8 +424,10 @@ done
 # connections with the same header (examples/openloop --paired-path), so both meet the same
 # stalls of this machine; openloop gives the difference of their p99s with a 95% confidence
 # interval (paired block bootstrap), which says whether 100 us can be read off this machine.
-log "== paired: authorised and public in turn, $HALF req/s, $((DURATION * REPEAT))s"
-measure open_paired "$TG_PID" "$OPENLOOP_BIN" --rate "$HALF" --duration "$((DURATION * REPEAT))" \
+# The interval narrows with the run's length: 90 s by default, three times the other scenarios.
+PAIRED_DURATION=${PAIRED_DURATION:-90}
+log "== paired: authorised and public in turn, $HALF req/s, ${PAIRED_DURATION}s"
+measure open_paired "$TG_PID" "$OPENLOOP_BIN" --rate "$HALF" --duration "$PAIRED_DURATION" \
   --conns "$OPEN_CONNS" -H "$BEARER" --paired-path /public/x "http://$TG_HTTP/api/orders/1"
 PAIRED_OUT=$LAST_OUT
 
@@ -632,7 +635,7 @@ echo "  half-peak run (examples/openloop, $OPEN_CONNS connections, latency from 
 echo "    $HALF req/s (half of the authorised route's $PEAK); p99 authorised $(fmt_us "$P99_PA"), public $(fmt_us "$P99_PP"), nginx proxy $(fmt_us "$P99_PN");"
 echo "    p50 authorised $(fmt_us "$(med S_P50 open_authorised)"), public $(fmt_us "$(med S_P50 open_public)"), nginx proxy $(fmt_us "$(med S_P50 open_nginx_proxy)");"
 echo "    p99 of authorised minus public, separate runs round by round: ${ADDED_ROUNDS[*]} us"
-echo "  paired run (authorised and public in turn, $HALF req/s, $((DURATION * REPEAT))s):"
+echo "  paired run (authorised and public in turn, $HALF req/s, ${PAIRED_DURATION}s):"
 grep '^  paired /' "$PAIRED_OUT" | sed 's/^  /    /'
 echo "    added by auth: p99 ${ADDED} us (95% CI ${ADDED_LO} to ${ADDED_HI}), p50 ${ADDED50} us (95% CI ${ADDED50_LO} to ${ADDED50_HI})"
 echo "  RSS: before $RSS_IDLE kB (after the earlier runs), max under -c1000 $RSS_MAX kB ($(awk -v k="$RSS_MAX" 'BEGIN { printf "%.1f", k * 1024 / 1e6 }') MB in SI units), 1s after it $RSS_AFTER kB;"
