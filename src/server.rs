@@ -75,25 +75,28 @@ fn bind_address(key: &str, addr: SocketAddr, count: usize, reuseport: bool) -> R
 /// port is free unless this fails. A listening probe could take a client's SYN and then close,
 /// and the client would wait out its 1 s SYN retransmission before reaching the workers.
 fn probe(addr: SocketAddr) -> std::io::Result<SocketAddr> {
-    use socket2::{Domain, Socket, Type};
-    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    s.set_reuse_address(true)?;
-    s.bind(&addr.into())?;
-    s.local_addr()?
+    socket_bound_to(addr, false)?
+        .local_addr()?
         .as_socket()
         .ok_or_else(|| std::io::Error::other("not an inet socket"))
 }
 
 /// One listening socket: SO_REUSEADDR, SO_REUSEPORT if asked, non-blocking, backlog 65535.
 fn bind(addr: SocketAddr, reuseport: bool) -> std::io::Result<TcpListener> {
+    let s = socket_bound_to(addr, reuseport)?;
+    s.set_nonblocking(true)?;
+    s.listen(65535)?;
+    Ok(s.into())
+}
+
+/// A TCP socket bound to `addr` with SO_REUSEADDR, and SO_REUSEPORT if asked; not listening.
+fn socket_bound_to(addr: SocketAddr, reuseport: bool) -> std::io::Result<socket2::Socket> {
     use socket2::{Domain, Socket, Type};
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     s.set_reuse_address(true)?;
     s.set_reuse_port(reuseport)?;
-    s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
-    s.listen(65535)?;
-    Ok(s.into())
+    Ok(s)
 }
 
 /// A socket bound by [`bind_address`], handed to a pingora listening service through its own fd
