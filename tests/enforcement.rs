@@ -83,6 +83,34 @@ fn realm_role_allows_and_identity_headers_replace_spoofed_ones() {
     );
 }
 
+/// Header names are case-insensitive (RFC 9110 §5.1); tollgate sends them on in lower case, as
+/// HTTP/2 and Envoy do, on every route alike (pingora writes `Host` itself).
+#[test]
+fn header_names_reach_the_upstream_in_lower_case_on_every_route() {
+    let (tg, _up) = start();
+    let token = tg.token("product-sa-client", "password");
+    for (path, auth) in [
+        ("/api/orders/1", format!("Authorization: Bearer {token}\r\n")),
+        ("/public/x", String::new()),
+    ] {
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: a\r\nX-Request-Tag: t-1\r\n{auth}Connection: close\r\n\r\n");
+        let (status, body) = raw_request(tg.http, request.as_bytes());
+        assert_eq!(status, 200, "{path}");
+        let echo: Value = serde_json::from_str(&body).unwrap();
+        let names: Vec<&str> = echo["names"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap())
+            .collect();
+        assert!(names.contains(&"x-request-tag"), "{path}: {names:?}");
+        assert!(!names.contains(&"X-Request-Tag"), "{path}: {names:?}");
+        let identity = names.iter().filter(|n| n.starts_with("x-auth-")).count();
+        assert_eq!(identity, if auth.is_empty() { 0 } else { 5 }, "{path}: {names:?}");
+    }
+}
+
 #[test]
 fn forward_token_false_drops_authorization() {
     let (tg, _up) = start();

@@ -7,7 +7,7 @@
 use crate::config::Realm;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -16,12 +16,12 @@ pub const MAX_TOKEN: usize = 8 * 1024;
 
 /// The headers that tell the upstream who a request speaks for, in the order of
 /// [`Identity::headers`].
-pub const IDENTITY_HEADERS: [&str; 5] = [
-    "x-auth-subject",
-    "x-auth-client-id",
-    "x-auth-realm",
-    "x-auth-roles",
-    "x-auth-scope",
+pub const IDENTITY_HEADERS: [HeaderName; 5] = [
+    HeaderName::from_static("x-auth-subject"),
+    HeaderName::from_static("x-auth-client-id"),
+    HeaderName::from_static("x-auth-realm"),
+    HeaderName::from_static("x-auth-roles"),
+    HeaderName::from_static("x-auth-scope"),
 ];
 
 /// Who a verified token speaks for, as the upstream will be told.

@@ -90,6 +90,7 @@ async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(sock: S)
         let method = parts.next().unwrap_or("").to_string();
         let target = parts.next().unwrap_or("").to_string();
         let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut names: Vec<String> = Vec::new();
         loop {
             let mut h = String::new();
             r.read_line(&mut h).await?;
@@ -98,6 +99,7 @@ async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(sock: S)
                 break;
             }
             if let Some((k, v)) = h.split_once(':') {
+                names.push(k.trim().to_string());
                 headers
                     .entry(k.trim().to_ascii_lowercase())
                     .or_default()
@@ -146,7 +148,7 @@ async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(sock: S)
             tokio::time::sleep(std::time::Duration::from_secs(2)).await;
         }
         let body =
-            serde_json::json!({"method": method, "path": target, "headers": headers, "body_len": body_len}).to_string();
+            serde_json::json!({"method": method, "path": target, "headers": headers, "names": names, "body_len": body_len}).to_string();
         let resp = format!(
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{}",
             body.len(),
