@@ -125,6 +125,18 @@ fn empty_request() -> RequestHeader {
     RequestHeader::from(http::Request::new(()).into_parts().0)
 }
 
+/// Adds the identity headers to `headers`, making room for all of them at once.
+fn add_identity(
+    headers: &mut http::HeaderMap,
+    values: &[http::HeaderValue; 5],
+) -> Result<(), http::header::MaxSizeReached> {
+    headers.try_reserve(IDENTITY_HEADERS.len())?;
+    for (name, value) in IDENTITY_HEADERS.into_iter().zip(values) {
+        headers.try_insert(name, value.clone())?;
+    }
+    Ok(())
+}
+
 /// Whether the request target `raw` is already `path`, with `query` after it if there is one.
 fn is_target(raw: &[u8], path: &str, query: Option<&str>) -> bool {
     let Some(rest) = raw.strip_prefix(path.as_bytes()) else {
@@ -280,6 +292,12 @@ impl ProxyHttp for Tollgate {
         // and rehashed both, ~7,000 instructions a request. The request is taken apart instead:
         // one map, grown once. Header names therefore reach the upstream in lower case, as
         // HTTP/2 and Envoy send them (field names are case-insensitive, RFC 9110 §5.1).
+        let identity = match allowed.identity.as_deref().map(|id| id.headers.as_ref()) {
+            Some(None) => {
+                return Error::e_explain(ErrorType::InvalidHTTPHeader, "identity not representable as headers")
+            }
+            values => values.flatten(),
+        };
         let mut parts: http::request::Parts = std::mem::replace(up, empty_request()).into();
         let headers = &mut parts.headers;
         let spoofed: Vec<http::HeaderName> = headers
@@ -293,17 +311,10 @@ impl ProxyHttp for Tollgate {
         if !allowed.route.forward_token {
             headers.remove(http::header::AUTHORIZATION);
         }
-        if let Some(id) = &allowed.identity {
-            let Some(values) = &id.headers else {
-                return Error::e_explain(ErrorType::InvalidHTTPHeader, "identity not representable as headers");
-            };
-            let too_many = |_| Error::explain(ErrorType::InvalidHTTPHeader, "too many request headers");
-            headers.try_reserve(IDENTITY_HEADERS.len()).map_err(too_many)?;
-            for (name, value) in IDENTITY_HEADERS.into_iter().zip(values) {
-                headers.try_insert(name, value.clone()).map_err(too_many)?;
-            }
-        }
+        let added = identity.map_or(Ok(()), |values| add_identity(headers, values));
+        // The request is whole again before anything can fail.
         *up = RequestHeader::from(parts);
+        added.map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "too many request headers"))?;
         // The upstream gets exactly the path that was authorised. Most targets are already in
         // that form, and are sent on as they came.
         let query = session.req_header().uri.query();
