@@ -1,6 +1,8 @@
 //! tollgate: a pingora sidecar that issues client-credentials tokens and enforces them.
 
 pub mod admin;
+#[cfg(feature = "mimalloc")]
+pub mod alloc;
 pub mod config;
 pub mod connections;
 pub mod guard;

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 // glibc malloc's locking out of that path (see bench/README.md).
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tollgate::alloc::Mimalloc = tollgate::alloc::Mimalloc;
 
 #[derive(Parser)]
 #[command(
