@@ -1,11 +1,12 @@
-//! Logging: tracing to stderr, text or JSON, level from `RUST_LOG` (default `info`).
+//! Logging: tracing to stderr, text or JSON, level from `RUST_LOG` (default `info`), in colour
+//! only at a terminal.
 //!
 //! Access lines (target `tollgate::access`, one per request) are gathered in memory and written
 //! in batches: at 64 KiB, every 50 ms, and at exit. Written one `write(2)` per line under the
 //! shared stderr lock, they cost about as much CPU as proxying the request itself (bench/README.md).
 //! Every other event (start-up, reloads, warnings) is written at once.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::Duration;
 use tracing::Metadata;
@@ -26,7 +27,10 @@ const FLUSH_EVERY: Duration = Duration::from_millis(50);
 
 pub fn init(json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(Writers);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(colour())
+        .with_writer(Writers);
     // A second init (tests, or `check` after a failed start) is harmless: keep the first.
     let installed = if json {
         builder.json().flatten_event(true).try_init()
@@ -39,6 +43,13 @@ pub fn init(json: bool) {
             flush();
         });
     }
+}
+
+/// Colours only for a person at a terminal: escape codes in a file, a pipe or a container's log
+/// are noise to every reader after it, and rendering them was more than half of an access
+/// line's cost. `NO_COLOR` (no-color.org) turns them off at a terminal too.
+fn colour() -> bool {
+    io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// Write out every batched access line (called by the timer and before the process exits).

@@ -529,4 +529,6 @@ fn tokens_never_appear_in_logs() {
         !logs.contains(sig) && !logs.contains("password"),
         "a token or secret reached the log"
     );
+    // stderr is a pipe here, not a terminal: plain text, no colour escapes.
+    assert!(!logs.contains('\u{1b}'), "colour codes in a piped log: {logs:?}");
 }
