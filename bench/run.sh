@@ -424,7 +424,10 @@ done
 # connections with the same header (examples/openloop --paired-path), so both meet the same
 # stalls of this machine; openloop gives the difference of their p99s with a 95% confidence
 # interval (paired block bootstrap), which says whether 100 us can be read off this machine.
-# The interval narrows with the run's length: 90 s by default, three times the other scenarios.
+# It does so for the service time (from the request written to its response: the verdict) and
+# for the latency from when the request was due (which also holds the wait behind the previous
+# request on the same connection, one of the other route). The interval narrows with the run's
+# length: 90 s by default, three times the other scenarios.
 PAIRED_DURATION=${PAIRED_DURATION:-90}
 log "== paired: authorised and public in turn, $HALF req/s, ${PAIRED_DURATION}s"
 measure open_paired "$TG_PID" "$OPENLOOP_BIN" --rate "$HALF" --duration "$PAIRED_DURATION" \
@@ -584,10 +587,12 @@ RPS_EDH=$(med S_RPS issue_eddsa_argon2)
 P99_PA=$(med S_P99 open_authorised)
 P99_PP=$(med S_P99 open_public)
 P99_PN=$(med S_P99 open_nginx_proxy)
-# openloop's "paired difference pNN latency: D us (95% CI LO us to HI us)" -> "D LO HI"
-paired() { awk -v p="p$1" '$3 == p && /paired difference/ { gsub(/us|\(|\)/, ""); print $5, $8, $10 }' "$PAIRED_OUT"; }
-read -r ADDED ADDED_LO ADDED_HI < <(paired 99)
-read -r ADDED50 ADDED50_LO ADDED50_HI < <(paired 50)
+# openloop's "paired difference pNN MEASURE: D us (95% CI LO us to HI us)" -> "D LO HI"
+paired() { awk -v p="p$1" -v m="$2:" '$3 == p && $4 == m && /paired difference/ { gsub(/us|\(|\)/, ""); print $5, $8, $10 }' "$PAIRED_OUT"; }
+read -r ADDED ADDED_LO ADDED_HI < <(paired 99 service)
+read -r ADDED50 ADDED50_LO ADDED50_HI < <(paired 50 service)
+read -r ADDED_DUE ADDED_DUE_LO ADDED_DUE_HI < <(paired 99 latency)
+read -r ADDED50_DUE ADDED50_DUE_LO ADDED50_DUE_HI < <(paired 50 latency)
 # The difference of the separate runs, round by round (not the verdict: each run meets
 # different stalls).
 read -r -a PA <<<"${S_P99[open_authorised]}"
@@ -616,7 +621,7 @@ elif awk -v l="$ADDED_LO" 'BEGIN { exit !(l > 100) }'; then
 else
   P99_VERDICT="UNMEASURABLE (interval across 100 us)"
 fi
-row "p99 added by auth at ~half peak (paired; 95% CI)" "${ADDED} us [${ADDED_LO}, ${ADDED_HI}]" "<= 100 us" "$P99_VERDICT"
+row "p99 added by auth at ~half peak (paired service; 95% CI)" "${ADDED} us [${ADDED_LO}, ${ADDED_HI}]" "<= 100 us" "$P99_VERDICT"
 # RSS is read in kB (1024 bytes) from /proc, and reported in MiB, as ps and top count; the
 # details line gives the same figure in SI megabytes.
 row "tollgate RSS, 1000 keep-alive connections under wrk load" "$RSS_MB MiB" "<= 50 MiB" "$(verdict "$RSS_MB" '<=' 50)"
@@ -637,7 +642,8 @@ echo "    p50 authorised $(fmt_us "$(med S_P50 open_authorised)"), public $(fmt_
 echo "    p99 of authorised minus public, separate runs round by round: ${ADDED_ROUNDS[*]} us"
 echo "  paired run (authorised and public in turn, $HALF req/s, ${PAIRED_DURATION}s):"
 grep '^  paired /' "$PAIRED_OUT" | sed 's/^  /    /'
-echo "    added by auth: p99 ${ADDED} us (95% CI ${ADDED_LO} to ${ADDED_HI}), p50 ${ADDED50} us (95% CI ${ADDED50_LO} to ${ADDED50_HI})"
+echo "    added by auth, service time: p99 ${ADDED} us (95% CI ${ADDED_LO} to ${ADDED_HI}), p50 ${ADDED50} us (95% CI ${ADDED50_LO} to ${ADDED50_HI})"
+echo "    added by auth, latency from due: p99 ${ADDED_DUE} us (95% CI ${ADDED_DUE_LO} to ${ADDED_DUE_HI}), p50 ${ADDED50_DUE} us (95% CI ${ADDED50_DUE_LO} to ${ADDED50_DUE_HI})"
 echo "  RSS: before $RSS_IDLE kB (after the earlier runs), max under -c1000 $RSS_MAX kB ($(awk -v k="$RSS_MAX" 'BEGIN { printf "%.1f", k * 1024 / 1e6 }') MB in SI units), 1s after it $RSS_AFTER kB;"
 echo "    up to $CONNS_SEEN client connections and $UP_CONNS tollgate->upstream connections seen established; $RSS_RPS req/s, p99 $(fmt_us "$RSS_P99"), $RSS_BAD errors"
 echo "  idle keep-alive connections: fresh $IDLE_BASE kB, with 1000 idle $IDLE_RSS kB, $IDLE_EACH kB each"

@@ -17,7 +17,10 @@
 //! headers): each connection takes them in turn, starting with a different one from its
 //! neighbour, so at any moment half the requests in flight are of each kind. Both then meet the
 //! same machine at the same moments, and the difference between their latencies is the
-//! server's, not the scheduler's: the figures of each path are printed after the total.
+//! server's, not the scheduler's: the figures of each path are printed after the total, then
+//! the differences of their percentiles with 95% intervals, of the latency from due and of the
+//! service time. A request's latency from due also holds its wait behind the request before it
+//! on the same connection, which is of the other path; its service time is its own.
 //!
 //! Output mimics wrk's (`N requests in`, `Requests/sec:`, a `Latency Distribution` in µs, `Non-2xx
 //! or 3xx responses:` and `Socket errors:` when there are any) so one parser reads both, plus the
@@ -393,9 +396,13 @@ fn report(a: &Args, t: &mut Tally) {
                 percentile(&service, 99.0),
             );
         }
-        for p in [50.0, 99.0] {
-            let (d, lo, hi) = paired_difference(&t.paired, |s| s.latency, p);
-            println!("  paired difference p{p} latency: {d}us (95% CI {lo}us to {hi}us)");
+        type Measure = fn(&Sample) -> u32;
+        let measures: [(&str, Measure); 2] = [("latency", |s| s.latency), ("service", |s| s.service)];
+        for (what, value) in measures {
+            for p in [50.0, 99.0] {
+                let (d, lo, hi) = paired_difference(&t.paired, value, p);
+                println!("  paired difference p{p} {what}: {d}us (95% CI {lo}us to {hi}us)");
+            }
         }
     }
     if t.non_2xx > 0 {
