@@ -5,10 +5,17 @@
 //! in batches: at 64 KiB, every 50 ms, and at exit. Written one `write(2)` per line under the
 //! shared stderr lock, they cost about as much CPU as proxying the request itself (bench/README.md).
 //! Every other event (start-up, reloads, warnings) is written at once.
+//!
+//! Outside a terminal an access line is rendered here, byte for byte as tracing's text or JSON
+//! formatter renders the same event (a test holds the two side by side), in about a fifth of the
+//! instructions: tracing formats every field through `fmt::Write` and its styling types, and the
+//! timestamp's date anew for every line.
 
+use std::cell::RefCell;
 use std::io::{self, IsTerminal, Write};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tracing::Metadata;
 use tracing_subscriber::fmt::writer::{EitherWriter, MakeWriter};
 use tracing_subscriber::EnvFilter;
@@ -25,11 +32,18 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// How long an access line may wait in memory.
 const FLUSH_EVERY: Duration = Duration::from_millis(50);
 
+/// How access lines are rendered: by tracing (the subscriber colours them), or here.
+static ACCESS_FORM: AtomicU8 = AtomicU8::new(BY_TRACING);
+const BY_TRACING: u8 = 0;
+const TEXT: u8 = 1;
+const JSON: u8 = 2;
+
 pub fn init(json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = colour();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(colour())
+        .with_ansi(ansi)
         .with_writer(Writers);
     // A second init (tests, or `check` after a failed start) is harmless: keep the first.
     let installed = if json {
@@ -38,6 +52,12 @@ pub fn init(json: bool) {
         builder.try_init()
     };
     if installed.is_ok() {
+        let form = match (json, ansi) {
+            (true, _) => JSON,
+            (false, false) => TEXT,
+            (false, true) => BY_TRACING,
+        };
+        ACCESS_FORM.store(form, Ordering::Relaxed);
         let _ = std::thread::Builder::new().name("access-log".into()).spawn(|| loop {
             std::thread::sleep(FLUSH_EVERY);
             flush();
@@ -89,20 +109,221 @@ struct AccessWriter;
 
 impl Write for AccessWriter {
     fn write(&mut self, line: &[u8]) -> io::Result<usize> {
-        let full = {
-            let mut pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
-            pending.extend_from_slice(line);
-            (pending.len() >= BATCH_BYTES).then(|| std::mem::take(&mut *pending))
-        };
-        if let Some(batch) = full {
-            write_out(&batch);
-        }
+        append(line);
         Ok(line.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// Adds `line` to the pending batch, and writes the batch out if that filled it.
+fn append(line: &[u8]) {
+    let full = {
+        let mut pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
+        pending.extend_from_slice(line);
+        (pending.len() >= BATCH_BYTES).then(|| std::mem::take(&mut *pending))
+    };
+    if let Some(batch) = full {
+        write_out(&batch);
+    }
+}
+
+/// The access line of one request.
+pub struct Access<'a> {
+    pub method: &'a str,
+    /// The normalised path.
+    pub path: &'a str,
+    /// The matched route's prefix, or "".
+    pub route: &'a str,
+    /// The status sent, or 0 when none was.
+    pub status: u16,
+    pub client_id: &'a str,
+    pub outcome: &'a str,
+    pub latency_us: u64,
+}
+
+impl Access<'_> {
+    /// Logs the line if `RUST_LOG` lets `tollgate::access` through at `info`.
+    pub fn log(&self) {
+        if !tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO) {
+            return;
+        }
+        let form = ACCESS_FORM.load(Ordering::Relaxed);
+        if form == BY_TRACING {
+            self.trace();
+            return;
+        }
+        thread_local! {
+            static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        }
+        LINE.with_borrow_mut(|line| {
+            line.clear();
+            if form == JSON {
+                self.json(SystemTime::now(), line);
+            } else {
+                self.text(SystemTime::now(), line);
+            }
+            append(line);
+        });
+    }
+
+    /// The event as tracing's formatters take it.
+    fn trace(&self) {
+        tracing::info!(
+            target: ACCESS_TARGET,
+            method = %self.method,
+            path = %self.path,
+            route = self.route,
+            status = self.status,
+            client_id = self.client_id,
+            outcome = self.outcome,
+            latency_us = self.latency_us,
+        );
+    }
+
+    /// tracing's full text format without colours: `<time>  INFO <target>: name=value ...`,
+    /// strings in `Debug` quotes except the `%` (Display) fields.
+    fn text(&self, now: SystemTime, out: &mut Vec<u8>) {
+        timestamp(now, out);
+        out.extend_from_slice(b"  INFO tollgate::access: method=");
+        out.extend_from_slice(self.method.as_bytes());
+        out.extend_from_slice(b" path=");
+        out.extend_from_slice(self.path.as_bytes());
+        out.extend_from_slice(b" route=");
+        debug_str(self.route, out);
+        out.extend_from_slice(b" status=");
+        decimal(u64::from(self.status), out);
+        out.extend_from_slice(b" client_id=");
+        debug_str(self.client_id, out);
+        out.extend_from_slice(b" outcome=");
+        debug_str(self.outcome, out);
+        out.extend_from_slice(b" latency_us=");
+        decimal(self.latency_us, out);
+        out.push(b'\n');
+    }
+
+    /// tracing's JSON format with the event's fields flattened: timestamp, level, the fields in
+    /// order, target.
+    fn json(&self, now: SystemTime, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"timestamp\":\"");
+        timestamp(now, out);
+        out.extend_from_slice(b"\",\"level\":\"INFO\",\"method\":");
+        json_str(self.method, out);
+        out.extend_from_slice(b",\"path\":");
+        json_str(self.path, out);
+        out.extend_from_slice(b",\"route\":");
+        json_str(self.route, out);
+        out.extend_from_slice(b",\"status\":");
+        decimal(u64::from(self.status), out);
+        out.extend_from_slice(b",\"client_id\":");
+        json_str(self.client_id, out);
+        out.extend_from_slice(b",\"outcome\":");
+        json_str(self.outcome, out);
+        out.extend_from_slice(b",\"latency_us\":");
+        decimal(self.latency_us, out);
+        out.extend_from_slice(b",\"target\":\"tollgate::access\"}\n");
+    }
+}
+
+/// `s` as `{:?}` writes it. Printable ASCII other than `"` and `\` stands for itself, which
+/// covers routes, client ids and outcomes as configured; anything else goes through `Debug`.
+fn debug_str(s: &str, out: &mut Vec<u8>) {
+    if s.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = write!(out, "{s:?}");
+    }
+}
+
+/// `s` as a JSON string, escaped as serde_json escapes it (as tracing's JSON format does).
+fn json_str(s: &str, out: &mut Vec<u8>) {
+    // Writing into a Vec cannot fail, and a &str always serialises.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+fn decimal(mut n: u64, out: &mut Vec<u8>) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// `now` in UTC as tracing writes it, `2026-12-01T20:20:31.466950Z`. The part up to the seconds
+/// is made once a second per thread.
+fn timestamp(now: SystemTime, out: &mut Vec<u8>) {
+    thread_local! {
+        static SECOND: RefCell<(u64, [u8; 20])> = const { RefCell::new((u64::MAX, [0; 20])) };
+    }
+    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    SECOND.with_borrow_mut(|(cached, text)| {
+        if *cached != secs {
+            *cached = secs;
+            *text = date_time(secs);
+        }
+        out.extend_from_slice(&text[..]);
+    });
+    let micros = since.subsec_micros();
+    let mut frac = [b'0'; 6];
+    let mut m = micros;
+    for d in frac.iter_mut().rev() {
+        *d = b'0' + (m % 10) as u8;
+        m /= 10;
+    }
+    out.extend_from_slice(&frac);
+    out.push(b'Z');
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.` for `secs` after the Unix epoch (years up to 9999).
+fn date_time(secs: u64) -> [u8; 20] {
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    let mut s = [0u8; 20];
+    let mut put = |at: usize, v: u64, width: usize| {
+        let mut v = v;
+        for i in (at..at + width).rev() {
+            s[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, y as u64, 4);
+    put(5, m, 2);
+    put(8, d, 2);
+    put(11, rem / 3600, 2);
+    put(14, rem / 60 % 60, 2);
+    put(17, rem % 60, 2);
+    s[4] = b'-';
+    s[7] = b'-';
+    s[10] = b'T';
+    s[13] = b':';
+    s[16] = b':';
+    s[19] = b'.';
+    s
+}
+
+/// The proleptic Gregorian date of day `z` after 1970-01-01 (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u64, u64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097) as u64;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe as i64 + era * 400 + i64::from(m <= 2);
+    (y, m, d)
 }
 
 #[cfg(test)]
@@ -116,5 +337,132 @@ mod tests {
         assert!(PENDING.lock().unwrap().ends_with(b"line one\n"));
         flush();
         assert!(PENDING.lock().unwrap().is_empty());
+    }
+
+    /// Collects what a test subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Captured {
+        type Writer = Captured;
+        fn make_writer(&'a self) -> Captured {
+            self.clone()
+        }
+    }
+
+    /// What tracing's formatter writes for `line`, and what [`Access`] writes, each with its
+    /// timestamp (`len` bytes from `at`) cut out and checked for shape.
+    fn both(line: &Access, json: bool) -> (String, String) {
+        let captured = Captured::default();
+        let builder = tracing_subscriber::fmt().with_ansi(false).with_writer(captured.clone());
+        if json {
+            let sub = builder.json().flatten_event(true).finish();
+            tracing::subscriber::with_default(sub, || line.trace());
+        } else {
+            tracing::subscriber::with_default(builder.finish(), || line.trace());
+        }
+        let theirs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let mut ours = Vec::new();
+        if json {
+            line.json(SystemTime::now(), &mut ours);
+        } else {
+            line.text(SystemTime::now(), &mut ours);
+        }
+        let ours = String::from_utf8(ours).unwrap();
+        let at = if json { r#"{"timestamp":""#.len() } else { 0 };
+        let cut = |s: &str| {
+            let stamp = &s[at..at + 27];
+            assert!(
+                stamp.ends_with('Z') && stamp.as_bytes()[10] == b'T' && stamp.as_bytes()[19] == b'.',
+                "{s}"
+            );
+            format!("{}{}", &s[..at], &s[at + 27..])
+        };
+        (cut(&theirs), cut(&ours))
+    }
+
+    #[test]
+    fn an_access_line_is_written_as_tracing_writes_it_in_text_and_json() {
+        let lines = [
+            Access {
+                method: "GET",
+                path: "/api/orders/1",
+                route: "/api/orders",
+                status: 200,
+                client_id: "product-sa-client",
+                outcome: "allowed",
+                latency_us: 1234,
+            },
+            Access {
+                method: "POST",
+                path: "/token",
+                route: "",
+                status: 0,
+                client_id: "",
+                outcome: "token",
+                latency_us: 0,
+            },
+            Access {
+                method: "PATCH",
+                path: "/a b/\"q\"/\u{e9}",
+                route: "/r\\\"x\"",
+                status: 503,
+                client_id: "tab\there\nnl \u{1f600} \u{7f} \u{301}",
+                outcome: "it's",
+                latency_us: u64::MAX,
+            },
+        ];
+        for line in &lines {
+            for json in [false, true] {
+                let (theirs, ours) = both(line, json);
+                assert_eq!(theirs, ours);
+            }
+        }
+    }
+
+    #[test]
+    fn every_printable_ascii_string_is_quoted_as_debug_quotes_it() {
+        let all: String = (0x20u8..0x7f).map(char::from).collect();
+        for s in [all.as_str(), "", "plain", "a\"b", "c\\d"] {
+            let mut out = Vec::new();
+            debug_str(s, &mut out);
+            assert_eq!(String::from_utf8(out).unwrap(), format!("{s:?}"));
+        }
+    }
+
+    #[test]
+    fn timestamps_are_utc_calendar_dates() {
+        let at = |secs: u64, micros: u32| {
+            let mut out = Vec::new();
+            timestamp(UNIX_EPOCH + Duration::new(secs, micros * 1000 + 999), &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(at(0, 0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(at(951_782_400, 5), "2000-02-29T00:00:00.000005Z");
+        assert_eq!(at(951_868_799, 999_999), "2000-02-29T23:59:59.999999Z");
+        assert_eq!(at(4_107_542_400, 120), "2100-03-01T00:00:00.000120Z");
+        assert_eq!(at(1_796_155_231, 466_950), "2026-12-01T20:00:31.466950Z");
+        assert_eq!(at(253_402_300_799, 1), "9999-12-31T23:59:59.000001Z");
+        // The cached second is replaced when the second changes, back or forth.
+        assert_eq!(at(0, 1), "1970-01-01T00:00:00.000001Z");
+    }
+
+    #[test]
+    fn decimals_are_written_in_full() {
+        for n in [0, 7, 10, 99_999, u64::MAX] {
+            let mut out = Vec::new();
+            decimal(n, &mut out);
+            assert_eq!(out, n.to_string().into_bytes());
+        }
     }
 }

@@ -370,17 +370,20 @@ impl ProxyHttp for Tollgate {
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
         let status = session.response_written().map(|r| r.status.as_u16()).unwrap_or(0);
         let route = ctx.allowed.as_ref().map(|a| a.route.prefix.as_str()).unwrap_or("");
-        let latency_us = ctx.start.elapsed().as_micros() as u64;
-        tracing::info!(
-            target: crate::logging::ACCESS_TARGET,
-            method = %session.req_header().method,
-            path = %ctx.path,
+        crate::logging::Access {
+            method: session.req_header().method.as_str(),
+            path: &ctx.path,
             route,
             status,
-            client_id = ctx.allowed.as_ref().and_then(|a| a.identity.as_deref()).map(|i| i.client_id.as_str()).unwrap_or(""),
-            outcome = ctx.outcome,
-            latency_us,
-        );
+            client_id: ctx
+                .allowed
+                .as_ref()
+                .and_then(|a| a.identity.as_deref())
+                .map_or("", |i| i.client_id.as_str()),
+            outcome: ctx.outcome,
+            latency_us: ctx.start.elapsed().as_micros() as u64,
+        }
+        .log();
         let m = &self.state.metrics;
         m.inc("tollgate_requests_total", &[("route", route), ("outcome", ctx.outcome)]);
         if let Some(l) = ctx.upstream_latency {
