@@ -194,6 +194,19 @@ fn forged_and_broken_tokens_are_401_invalid_token() {
 
     assert_invalid_token(&tg, "garbage", "/api/orders/1", "garbage");
     assert_invalid_token(&tg, "a.b.c", "/api/orders/1", "three junk parts");
+    // Bytes outside the token68 alphabet, in and beside a token the cache now holds.
+    assert_invalid_token(
+        &tg,
+        &format!("{good}\""),
+        "/api/orders/1",
+        "a quote after a cached token",
+    );
+    assert_invalid_token(
+        &tg,
+        &good.replacen('.', "!", 1),
+        "/api/orders/1",
+        "a byte outside token68",
+    );
 
     // alg: none, unsigned.
     let h = B64.encode(r#"{"alg":"none","typ":"JWT","kid":"demo-rs256"}"#);

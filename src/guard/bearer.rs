@@ -129,9 +129,10 @@ fn is_token68(token: &[u8]) -> bool {
     token.iter().fold(true, |ok, &b| ok & token68_byte(b))
 }
 
-/// Extract the token from an `Authorization` header value. `None`: no bearer credentials at all.
-/// `Some(Err)`: bearer credentials that cannot be a token.
-pub fn from_header(value: Option<&[u8]>) -> Option<Result<&str, &'static str>> {
+/// Extract the credentials from an `Authorization` header value. `None`: no bearer credentials
+/// at all. `Some(Err)`: bearer credentials that cannot be a token. Their alphabet is checked by
+/// [`token_text`], needed only for a token the cache does not hold (it holds verified ones).
+pub fn from_header(value: Option<&[u8]>) -> Option<Result<&[u8], &'static str>> {
     let value = value?;
     let (scheme, rest) = match value.iter().position(|&b| b == b' ') {
         Some(i) => (&value[..i], &value[i + 1..]),
@@ -147,11 +148,16 @@ pub fn from_header(value: Option<&[u8]>) -> Option<Result<&str, &'static str>> {
     if token.len() > MAX_TOKEN {
         return Some(Err("token too large"));
     }
-    if !is_token68(token) {
-        return Some(Err("malformed token"));
+    Some(Ok(token))
+}
+
+/// Bearer credentials as a token's text: `token68` bytes only (RFC 6750 §2.1).
+pub fn token_text(credentials: &[u8]) -> Result<&str, &'static str> {
+    if !is_token68(credentials) {
+        return Err("malformed token");
     }
     // Checked to be ASCII above.
-    Some(std::str::from_utf8(token).map_err(|_| "malformed token"))
+    std::str::from_utf8(credentials).map_err(|_| "malformed token")
 }
 
 /// Which kind of token a check expects in `typ`.
@@ -300,12 +306,15 @@ mod tests {
 
     #[test]
     fn header_forms() {
+        let token = |h: &'static [u8]| from_header(Some(h)).map(|r| r.and_then(token_text));
         assert!(from_header(None).is_none());
         assert!(from_header(Some(b"Basic abc")).is_none());
-        assert_eq!(from_header(Some(b"Bearer abc.def.ghi")), Some(Ok("abc.def.ghi")));
-        assert_eq!(from_header(Some(b"bearer  abc")), Some(Ok("abc")));
-        assert_eq!(from_header(Some(b"Bearer")), Some(Err("empty bearer token")));
-        assert_eq!(from_header(Some(b"Bearer a\"b")), Some(Err("malformed token")));
+        assert_eq!(token(b"Bearer abc.def.ghi"), Some(Ok("abc.def.ghi")));
+        assert_eq!(token(b"bearer  abc"), Some(Ok("abc")));
+        assert_eq!(token(b"Bearer"), Some(Err("empty bearer token")));
+        assert_eq!(token(b"Bearer a\"b"), Some(Err("malformed token")));
+        assert_eq!(from_header(Some(b"Bearer a\"b")), Some(Ok(&b"a\"b"[..])));
+        assert_eq!(token_text(&[b'a', 0xc3, 0xa9]), Err("malformed token"));
         let big = format!("Bearer {}", "a".repeat(MAX_TOKEN + 1));
         assert_eq!(from_header(Some(big.as_bytes())), Some(Err("token too large")));
     }

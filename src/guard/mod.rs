@@ -110,7 +110,7 @@ pub fn check(
         realm: realm_name.clone(),
         reason,
     };
-    let token = match bearer::from_header(authorization) {
+    let credentials = match bearer::from_header(authorization) {
         None => {
             return Err(Denied::NoToken {
                 realm: realm_name.clone(),
@@ -119,7 +119,7 @@ pub fn check(
         Some(Err(reason)) => return Err(invalid(reason)),
         Some(Ok(t)) => t,
     };
-    let identity = match state.token_cache.get(token, &realm.cache_tag) {
+    let identity = match state.token_cache.get(credentials, &realm.cache_tag) {
         Some(id) => {
             let leeway = realm.leeway.as_secs();
             if now > id.exp.saturating_add(leeway) {
@@ -131,6 +131,7 @@ pub fn check(
             id
         }
         None => {
+            let token = bearer::token_text(credentials).map_err(invalid)?;
             let id = Arc::new(bearer::verify(realm, token, now, Expect::Access).map_err(invalid)?);
             state
                 .token_cache
