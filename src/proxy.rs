@@ -11,7 +11,6 @@
 //! logging                 access line and request metrics
 //! ```
 
-use crate::config::Snapshot;
 use crate::guard::bearer::IDENTITY_HEADERS;
 use crate::guard::{self, path, Allowed, Denied};
 use crate::http_util::{self, Reply};
@@ -37,7 +36,6 @@ pub static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 
 pub struct Ctx {
     start: Instant,
-    snap: Option<Arc<Snapshot>>,
     path: String,
     allowed: Option<Allowed>,
     /// What happened, for the access log and metrics.
@@ -210,7 +208,6 @@ impl ProxyHttp for Tollgate {
         IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
         Ctx {
             start: Instant::now(),
-            snap: None,
             path: String::new(),
             allowed: None,
             outcome: "",
@@ -219,8 +216,9 @@ impl ProxyHttp for Tollgate {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        // One reference for the request's decisions; what outlives them (the route, the
+        // identity) is held by `Allowed`.
         let snap = self.state.config.load_full();
-        ctx.snap = Some(snap.clone());
         let raw = session.as_downstream().as_http1().map(|h| h.get_headers_raw_bytes());
         if let Some(reply) = framing_problem(session.req_header(), raw.as_deref()) {
             ctx.outcome = "bad_request";
