@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Instructions per request of tollgate's proxy routes, counted by callgrind: unlike CPU time they
+# do not move with the load of this shared machine, so two builds can be compared to the
+# instruction. Starts the bench's nginx upstream and tollgate (bench/tollgate.toml) under
+# valgrind on 127.0.0.1, sends N kept-alive requests per route over 4 connections (one request
+# in flight at a time, after 300 not counted), and prints the instructions per request.
+#
+#   bench/callgrind.sh                        # target/release/tollgate, N=2000, RUST_LOG=warn
+#   BIN=/tmp/old-tollgate N=4000 LOG=info bench/callgrind.sh
+#
+# KEEP=1 keeps the temp dir with the callgrind files (callgrind_annotate --inclusive=yes FILE).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-target/release/tollgate}
+N=${N:-2000}
+LOG=${LOG:-warn}
+die() { echo "callgrind.sh: $*" >&2; exit 1; }
+
+missing=()
+for tool in valgrind nginx curl python3; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+[ -x "$BIN" ] || { scripts/ensure-tools.sh; cargo build --release; }
+
+WORK=$(mktemp -d /tmp/tollgate-callgrind.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ "${KEEP:-0}" = 1 ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+UP=$(free_port)
+USER_LINE=""; [ "$(id -u)" -eq 0 ] && USER_LINE="user root;"
+mkdir -p "$WORK/nginx-upstream-tmp"
+sed -e "s|@WORK@|$WORK|g" -e "s|@UPSTREAM_PORT@|$UP|g" -e "s|@USER@|$USER_LINE|g" bench/nginx-upstream.conf >"$WORK/up.conf"
+cp certs/demo-rs256.pem certs/demo-es256.pem certs/demo-eddsa.pem "$WORK/"
+HASHED=$(printf '%s' secret | "$BIN" hash-secret)
+sed -e "s|@LISTEN_PORT@|0|" -e "s|@UPSTREAM_PORT@|$UP|" -e "s|@HASHED_SECRET@|$HASHED|" bench/tollgate.toml >"$WORK/tollgate.toml"
+
+"$NGINX" -p "$WORK" -c "$WORK/up.conf" -e "$WORK/up.error.log" >/dev/null 2>&1 &
+PIDS+=($!)
+RUST_LOG=$LOG valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" \
+  "$BIN" --config "$WORK/tollgate.toml" >"$WORK/tollgate.out" 2>"$WORK/tollgate.err" &
+VG=$!
+PIDS+=("$VG")
+line=""
+for _ in $(seq 1 600); do
+  line=$(grep -m1 '^tollgate listening' "$WORK/tollgate.out" || true)
+  [ -n "$line" ] && break
+  kill -0 "$VG" 2>/dev/null || { cat "$WORK/tollgate.err" >&2; die "tollgate exited at start"; }
+  sleep 0.1
+done
+[ -n "$line" ] || die "tollgate printed no listening line"
+HTTP=$(sed -E 's/.* http=([^ ]+).*/\1/' <<<"$line")
+TOKEN=$(curl -fsS -u product-sa-client:password -d grant_type=client_credentials \
+  "http://$HTTP/realms/demo/protocol/openid-connect/token" | sed -nE 's/.*"access_token":"([^"]+)".*/\1/p')
+[ -n "$TOKEN" ] || die "no token"
+
+# N kept-alive GETs of PATH over 4 connections in turn; exits non-zero unless every answer is 200.
+send() { # path count [header]
+  python3 - "$HTTP" "$1" "$2" "${3:-}" <<'EOF'
+import socket, sys
+addr, path, n, hdr = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+host, port = addr.rsplit(":", 1)
+req = f"GET {path} HTTP/1.1\r\nHost: {addr}\r\n{hdr + chr(13) + chr(10) if hdr else ''}\r\n".encode()
+conns = [socket.create_connection((host, int(port))) for _ in range(4)]
+for i in range(n):
+    s = conns[i % 4]
+    s.sendall(req)
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(65536)
+        if not chunk:
+            sys.exit("connection closed")
+        buf += chunk
+    head, _, body = buf.partition(b"\r\n\r\n")
+    length = next((int(l.split(b":")[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")), 0)
+    while len(body) < length:
+        body += s.recv(65536)
+    if not head.startswith(b"HTTP/1.1 200"):
+        sys.exit(f"{path}: {head.split(chr(13).encode())[0]!r}")
+EOF
+}
+
+BEARER="Authorization: Bearer $TOKEN"
+send /api/orders/1 300 "$BEARER"
+send /public/x 300
+built="$BIN"
+if [ "$BIN" = target/release/tollgate ]; then
+  built="$BIN at $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src 2>/dev/null || echo ', src/ modified')"
+fi
+echo "$built, RUST_LOG=$LOG, $N requests per route"
+for route in authorised:/api/orders/1:bearer public_same_hdr:/public/x:bearer public:/public/x:; do
+  IFS=: read -r name path hdr <<<"$route"
+  callgrind_control -z "$VG" >/dev/null 2>&1
+  send "$path" "$N" "$([ "$hdr" = bearer ] && echo "$BEARER")"
+  callgrind_control -d "$name" "$VG" >/dev/null 2>&1
+  file=$(grep -l "^desc: Trigger: dump $name\$" "$WORK"/cg.*.* | head -1)
+  total=$(awk '/^summary:/ {print $2}' "$file")
+  printf '  %-16s %9.0f instructions per request\n' "$name" "$(awk -v t="$total" -v n="$N" 'BEGIN { print t / n }')"
+done
