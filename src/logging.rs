@@ -183,24 +183,33 @@ impl Access<'_> {
         );
     }
 
-    /// tracing's full text format without colours: `<time>  INFO <target>: name=value ...`,
-    /// strings in `Debug` quotes except the `%` (Display) fields.
+    /// The fields in the order tracing records them, each as its formatters show it.
+    fn fields(&self) -> [(&'static str, Field<'_>); 7] {
+        [
+            ("method", Field::Shown(self.method)),
+            ("path", Field::Shown(self.path)),
+            ("route", Field::Quoted(self.route)),
+            ("status", Field::Number(u64::from(self.status))),
+            ("client_id", Field::Quoted(self.client_id)),
+            ("outcome", Field::Quoted(self.outcome)),
+            ("latency_us", Field::Number(self.latency_us)),
+        ]
+    }
+
+    /// tracing's full text format without colours: `<time>  INFO <target>: name=value ...`.
     fn text(&self, now: SystemTime, out: &mut Vec<u8>) {
         timestamp(now, out);
-        out.extend_from_slice(b"  INFO tollgate::access: method=");
-        out.extend_from_slice(self.method.as_bytes());
-        out.extend_from_slice(b" path=");
-        out.extend_from_slice(self.path.as_bytes());
-        out.extend_from_slice(b" route=");
-        debug_str(self.route, out);
-        out.extend_from_slice(b" status=");
-        decimal(u64::from(self.status), out);
-        out.extend_from_slice(b" client_id=");
-        debug_str(self.client_id, out);
-        out.extend_from_slice(b" outcome=");
-        debug_str(self.outcome, out);
-        out.extend_from_slice(b" latency_us=");
-        decimal(self.latency_us, out);
+        out.extend_from_slice(b"  INFO tollgate::access:");
+        for (name, value) in self.fields() {
+            out.push(b' ');
+            out.extend_from_slice(name.as_bytes());
+            out.push(b'=');
+            match value {
+                Field::Shown(s) => out.extend_from_slice(s.as_bytes()),
+                Field::Quoted(s) => debug_str(s, out),
+                Field::Number(n) => decimal(n, out),
+            }
+        }
         out.push(b'\n');
     }
 
@@ -209,22 +218,26 @@ impl Access<'_> {
     fn json(&self, now: SystemTime, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"timestamp\":\"");
         timestamp(now, out);
-        out.extend_from_slice(b"\",\"level\":\"INFO\",\"method\":");
-        json_str(self.method, out);
-        out.extend_from_slice(b",\"path\":");
-        json_str(self.path, out);
-        out.extend_from_slice(b",\"route\":");
-        json_str(self.route, out);
-        out.extend_from_slice(b",\"status\":");
-        decimal(u64::from(self.status), out);
-        out.extend_from_slice(b",\"client_id\":");
-        json_str(self.client_id, out);
-        out.extend_from_slice(b",\"outcome\":");
-        json_str(self.outcome, out);
-        out.extend_from_slice(b",\"latency_us\":");
-        decimal(self.latency_us, out);
+        out.extend_from_slice(b"\",\"level\":\"INFO\"");
+        for (name, value) in self.fields() {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\":");
+            match value {
+                Field::Shown(s) | Field::Quoted(s) => json_str(s, out),
+                Field::Number(n) => decimal(n, out),
+            }
+        }
         out.extend_from_slice(b",\"target\":\"tollgate::access\"}\n");
     }
+}
+
+/// How tracing's formatters show a field: `%` (Display) fields as they are, other strings in
+/// `Debug` quotes (in JSON both are JSON strings), numbers in decimal.
+enum Field<'a> {
+    Shown(&'a str),
+    Quoted(&'a str),
+    Number(u64),
 }
 
 /// `s` as `{:?}` writes it. Printable ASCII other than `"` and `\` stands for itself, which
