@@ -1,134 +1,13 @@
-//! Logging: tracing to stderr, text or JSON, level from `RUST_LOG` (default `info`), in colour
-//! only at a terminal.
-//!
-//! Access lines (target `tollgate::access`, one per request) are gathered in memory and written
-//! in batches: at 64 KiB, every 50 ms, and at exit. Written one `write(2)` per line under the
-//! shared stderr lock, they cost about as much CPU as proxying the request itself (bench/README.md).
-//! Every other event (start-up, reloads, warnings) is written at once.
-//!
-//! Outside a terminal an access line is rendered here, byte for byte as tracing's text or JSON
-//! formatter renders the same event (a test holds the two side by side), in about a fifth of the
-//! instructions: tracing formats every field through `fmt::Write` and its styling types, and the
-//! timestamp's date anew for every line.
+//! The access line, rendered byte for byte as tracing's text or JSON formatter renders the same
+//! event (a test holds the two side by side), in about an eighth of the instructions: tracing
+//! formats every field through `fmt::Write` and its styling types, and the timestamp's date anew
+//! for every line.
 
+use super::{append, ACCESS_FORM, ACCESS_TARGET, BY_TRACING, JSON};
 use std::cell::RefCell;
-use std::io::{self, IsTerminal, Write};
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tracing::Metadata;
-use tracing_subscriber::fmt::writer::{EitherWriter, MakeWriter};
-use tracing_subscriber::EnvFilter;
-
-/// The tracing target of the per-request access line.
-pub const ACCESS_TARGET: &str = "tollgate::access";
-
-/// Batched access lines not yet written.
-static PENDING: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-
-/// A batch this large is written by the request that fills it, without waiting for the timer.
-const BATCH_BYTES: usize = 64 * 1024;
-
-/// How long an access line may wait in memory.
-const FLUSH_EVERY: Duration = Duration::from_millis(50);
-
-/// How access lines are rendered: by tracing (the subscriber colours them), or here.
-static ACCESS_FORM: AtomicU8 = AtomicU8::new(BY_TRACING);
-const BY_TRACING: u8 = 0;
-const TEXT: u8 = 1;
-const JSON: u8 = 2;
-
-pub fn init(json: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let ansi = colour();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(Writers);
-    // A second init (tests, or `check` after a failed start) is harmless: keep the first.
-    let installed = if json {
-        builder.json().flatten_event(true).try_init()
-    } else {
-        builder.try_init()
-    };
-    if installed.is_ok() {
-        let form = match (json, ansi) {
-            (true, _) => JSON,
-            (false, false) => TEXT,
-            (false, true) => BY_TRACING,
-        };
-        ACCESS_FORM.store(form, Ordering::Relaxed);
-        let _ = std::thread::Builder::new().name("access-log".into()).spawn(|| loop {
-            std::thread::sleep(FLUSH_EVERY);
-            flush();
-        });
-    }
-}
-
-/// Colours only for a person at a terminal: escape codes in a file, a pipe or a container's log
-/// are noise to every reader after it, and rendering them was more than half of an access
-/// line's cost. `NO_COLOR` (no-color.org) turns them off at a terminal too.
-fn colour() -> bool {
-    io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-}
-
-/// Write out every batched access line (called by the timer and before the process exits).
-pub fn flush() {
-    let batch = std::mem::take(&mut *PENDING.lock().unwrap_or_else(|e| e.into_inner()));
-    write_out(&batch);
-}
-
-fn write_out(batch: &[u8]) {
-    if !batch.is_empty() {
-        // Nowhere to report a failed log write; the request it describes is already served.
-        let _ = io::stderr().lock().write_all(batch);
-    }
-}
-
-/// Chooses the writer per event: batched for access lines, stderr for everything else.
-struct Writers;
-
-impl<'a> MakeWriter<'a> for Writers {
-    type Writer = EitherWriter<AccessWriter, io::Stderr>;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        EitherWriter::B(io::stderr())
-    }
-
-    fn make_writer_for(&'a self, meta: &Metadata<'_>) -> Self::Writer {
-        if meta.target() == ACCESS_TARGET {
-            EitherWriter::A(AccessWriter)
-        } else {
-            EitherWriter::B(io::stderr())
-        }
-    }
-}
-
-/// Appends to the pending batch; tracing hands it one whole formatted line per event.
-struct AccessWriter;
-
-impl Write for AccessWriter {
-    fn write(&mut self, line: &[u8]) -> io::Result<usize> {
-        append(line);
-        Ok(line.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Adds `line` to the pending batch, and writes the batch out if that filled it.
-fn append(line: &[u8]) {
-    let full = {
-        let mut pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
-        pending.extend_from_slice(line);
-        (pending.len() >= BATCH_BYTES).then(|| std::mem::take(&mut *pending))
-    };
-    if let Some(batch) = full {
-        write_out(&batch);
-    }
-}
+use std::io::Write;
+use std::sync::atomic::Ordering;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The access line of one request.
 pub struct Access<'a> {
@@ -342,15 +221,10 @@ fn civil_from_days(z: i64) -> (i64, u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn access_lines_wait_for_a_flush() {
-        let mut a = AccessWriter;
-        a.write_all(b"line one\n").unwrap();
-        assert!(PENDING.lock().unwrap().ends_with(b"line one\n"));
-        flush();
-        assert!(PENDING.lock().unwrap().is_empty());
-    }
+    use std::io;
+    use std::sync::Mutex;
+    use std::time::Duration;
+    use tracing_subscriber::fmt::writer::MakeWriter;
 
     /// Collects what a test subscriber writes.
     #[derive(Clone, Default)]
