@@ -12,7 +12,8 @@
 //! ```
 
 use crate::guard::bearer::IDENTITY_HEADERS;
-use crate::guard::{self, path, Allowed, Denied};
+use crate::guard::route::Route;
+use crate::guard::{self, path, Allowed, Denied, Refused};
 use crate::http_util::{self, Reply};
 use crate::issuer;
 use crate::state::State;
@@ -38,6 +39,8 @@ pub struct Ctx {
     start: Instant,
     path: String,
     allowed: Option<Allowed>,
+    /// The route a refused request matched, for the access log and metrics.
+    refused_route: Option<Arc<Route>>,
     /// What happened, for the access log and metrics.
     outcome: &'static str,
     upstream_latency: Option<f64>,
@@ -108,8 +111,10 @@ fn framing_problem(req: &RequestHeader, raw: Option<&[u8]>) -> Option<Reply> {
 }
 
 impl Tollgate {
-    async fn deny(&self, session: &mut Session, ctx: &mut Ctx, denied: Denied) -> Result<bool> {
+    async fn deny(&self, session: &mut Session, ctx: &mut Ctx, refused: Refused) -> Result<bool> {
+        let Refused { route, denied } = refused;
         ctx.outcome = denied.reason();
+        ctx.refused_route = route;
         self.state
             .metrics
             .inc("tollgate_denials_total", &[("reason", denied.reason())]);
@@ -210,6 +215,7 @@ impl ProxyHttp for Tollgate {
             start: Instant::now(),
             path: String::new(),
             allowed: None,
+            refused_route: None,
             outcome: "",
             upstream_latency: None,
         }
@@ -228,7 +234,13 @@ impl ProxyHttp for Tollgate {
         session.set_read_timeout(Some(snap.server.client_timeout));
         ctx.path = match path::normalise(session.req_header().uri.path()) {
             Ok(p) => p,
-            Err(e) => return self.deny(session, ctx, Denied::BadPath(e.describe())).await,
+            Err(e) => {
+                let refused = Refused {
+                    route: None,
+                    denied: Denied::BadPath(e.describe()),
+                };
+                return self.deny(session, ctx, refused).await;
+            }
         };
         if let Some(local) = issuer::match_path(&ctx.path) {
             let peer = session
@@ -259,7 +271,7 @@ impl ProxyHttp for Tollgate {
                 ctx.allowed = Some(allowed);
                 Ok(false)
             }
-            Err(denied) => self.deny(session, ctx, denied).await,
+            Err(refused) => self.deny(session, ctx, refused).await,
         }
     }
 
@@ -367,7 +379,11 @@ impl ProxyHttp for Tollgate {
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
         let status = session.response_written().map(|r| r.status.as_u16()).unwrap_or(0);
-        let route = ctx.allowed.as_ref().map(|a| a.route.prefix.as_str()).unwrap_or("");
+        let route = match (&ctx.allowed, &ctx.refused_route) {
+            (Some(a), _) => a.route.prefix.as_str(),
+            (None, Some(r)) => r.prefix.as_str(),
+            (None, None) => "",
+        };
         crate::logging::Access {
             method: session.req_header().method.as_str(),
             path: &ctx.path,

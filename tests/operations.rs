@@ -333,6 +333,26 @@ fn json_access_logs_carry_the_request_fields_and_no_secret() {
     assert_eq!(v["client_id"], "product-sa-client");
     assert_eq!(v["outcome"], "allowed");
     assert!(v["latency_us"].is_u64());
+    // A refusal names the route it matched.
+    assert_eq!(client().get(tg.url("/api/orders/10")).send().unwrap().status(), 401);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let line = loop {
+        let logs = tg.logs();
+        if let Some(l) = logs.lines().find(|l| l.contains("\"path\":\"/api/orders/10\"")) {
+            break l.to_string();
+        }
+        assert!(Instant::now() < deadline, "no access line for the refusal: {logs}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        (v["route"].as_str(), v["status"].as_u64()),
+        (Some("/api/orders"), Some(401))
+    );
+    assert_eq!(
+        (v["client_id"].as_str(), v["outcome"].as_str()),
+        (Some(""), Some("no_token"))
+    );
     let logs = tg.logs();
     assert!(!logs.contains(token.rsplit('.').next().unwrap()) && !logs.contains("password"));
 }
@@ -349,9 +369,14 @@ fn metrics_are_present_after_traffic() {
         .unwrap();
     client().get(tg.url("/api/orders/1")).send().unwrap();
     client().get(tg.url("/api/write")).bearer_auth(&token).send().unwrap();
+    client().get(tg.url("/nowhere")).send().unwrap();
     let m = tg.metrics();
     for want in [
         r#"tollgate_requests_total{route="/api/orders",outcome="allowed"} 1"#,
+        // Refusals are counted under the route they matched; a path no route matches has none.
+        r#"tollgate_requests_total{route="/api/orders",outcome="no_token"} 1"#,
+        r#"tollgate_requests_total{route="/api/write",outcome="insufficient_scope"} 1"#,
+        r#"tollgate_requests_total{route="",outcome="no_route"} 1"#,
         r#"tollgate_denials_total{reason="no_token"} 1"#,
         r#"tollgate_denials_total{reason="insufficient_scope"} 1"#,
         r#"tollgate_tokens_issued_total{realm="demo",client="product-sa-client",grant="client_credentials"} 1"#,

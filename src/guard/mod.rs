@@ -75,6 +75,14 @@ pub struct Allowed {
     pub identity: Option<Arc<Identity>>,
 }
 
+/// A request refused by the guard, with the route it matched (none for [`Denied::NoRoute`]),
+/// so that denials are logged and counted by route like the requests that pass.
+#[derive(Debug)]
+pub struct Refused {
+    pub route: Option<Arc<Route>>,
+    pub denied: Denied,
+}
+
 /// Decide a request whose path is already normalised.
 pub fn check(
     state: &State,
@@ -83,8 +91,28 @@ pub fn check(
     path: &str,
     authorization: Option<&[u8]>,
     now: u64,
+) -> Result<Allowed, Refused> {
+    let Some(route) = snap.routes.find(path) else {
+        return Err(Refused {
+            route: None,
+            denied: Denied::NoRoute,
+        });
+    };
+    decide(state, snap, route, method, authorization, now).map_err(|denied| Refused {
+        route: Some(route.clone()),
+        denied,
+    })
+}
+
+/// The route's verdict on a request.
+fn decide(
+    state: &State,
+    snap: &Snapshot,
+    route: &Arc<Route>,
+    method: &http::Method,
+    authorization: Option<&[u8]>,
+    now: u64,
 ) -> Result<Allowed, Denied> {
-    let route = snap.routes.find(path).ok_or(Denied::NoRoute)?;
     if !route.allows_method(method) {
         let allow = route
             .methods
