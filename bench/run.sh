@@ -633,6 +633,18 @@ echo "details:"
 echo "  authorised vs public with the same Authorization header: $(ratio "$CPU_AUTH" "$CPU_PUBH")x ($CPU_AUTH vs $CPU_PUBH us/req)"
 echo "  authorised vs a bare pingora proxy (examples/passthrough, default settings): $(ratio "$CPU_AUTH" "$CPU_BARE")x ($CPU_AUTH vs $CPU_BARE us/req);"
 echo "    bare pingora vs nginx proxy_pass: $(ratio "$CPU_BARE" "$CPU_NGX")x"
+# The same ratios round by round (each round's scenarios ran within a minute of each other):
+# how far the machine moved them within this run. The verdicts above use the medians.
+per_round() { # numerator-scenario denominator-scenario -> "r1 r2 ..."
+  local -a num den
+  read -r -a num <<<"${S_CPU[$1]}"
+  read -r -a den <<<"${S_CPU[$2]}"
+  local i out=()
+  for i in "${!num[@]}"; do out+=("$(ratio "${num[$i]}" "${den[$i]:-${num[$i]}}")"); done
+  echo "${out[*]}"
+}
+echo "  round by round: authorised / public $(per_round authorised public); authorised / nginx $(per_round authorised nginx_proxy);"
+echo "    bare pingora / nginx $(per_round pingora_bare nginx_proxy)"
 echo "  a locally answered GET (discovery document): $CPU_LOCAL us/req; ES256 issuance above it: $(awk -v a="$CPU_ES" -v b="$CPU_LOCAL" 'BEGIN { printf "%.1f", a - b }') us"
 echo "  ES256 issuance CPU / openssl ecdsa-p256 sign ($EC_SIGN_US us): $(ratio "$CPU_ES" "$EC_SIGN_US")x; EdDSA issuance $CPU_ED us/token"
 echo "  openssl speed: rsa2048 $RSA_SIGN_S sign/s, ecdsa p256 $EC_SIGN_S sign/s (single core)"
