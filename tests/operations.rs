@@ -299,6 +299,20 @@ fn a_tls_upstream_is_verified_against_the_configured_ca() {
     assert_eq!(client().get(tg.url("/secure/x")).send().unwrap().status(), 502);
 }
 
+/// The JSON access line of the request to `path`, waiting up to 5 s for the batch to be written.
+fn json_access_line(tg: &Tollgate, path: &str) -> Value {
+    let needle = format!("\"path\":\"{path}\"");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let logs = tg.logs();
+        if let Some(l) = logs.lines().find(|l| l.contains(&needle)) {
+            return serde_json::from_str(l).unwrap();
+        }
+        assert!(Instant::now() < deadline, "no access line for {path}: {logs}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn json_access_logs_carry_the_request_fields_and_no_secret() {
     let up = echo::start();
@@ -317,16 +331,7 @@ fn json_access_logs_carry_the_request_fields_and_no_secret() {
             .status(),
         200
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let line = loop {
-        let logs = tg.logs();
-        if let Some(l) = logs.lines().find(|l| l.contains("\"path\":\"/api/orders/9\"")) {
-            break l.to_string();
-        }
-        assert!(Instant::now() < deadline, "no access line: {logs}");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let v: Value = serde_json::from_str(&line).unwrap();
+    let v = json_access_line(&tg, "/api/orders/9");
     assert_eq!(v["method"], "GET");
     assert_eq!(v["route"], "/api/orders");
     assert_eq!(v["status"], 200);
@@ -335,16 +340,7 @@ fn json_access_logs_carry_the_request_fields_and_no_secret() {
     assert!(v["latency_us"].is_u64());
     // A refusal names the route it matched.
     assert_eq!(client().get(tg.url("/api/orders/10")).send().unwrap().status(), 401);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let line = loop {
-        let logs = tg.logs();
-        if let Some(l) = logs.lines().find(|l| l.contains("\"path\":\"/api/orders/10\"")) {
-            break l.to_string();
-        }
-        assert!(Instant::now() < deadline, "no access line for the refusal: {logs}");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let v: Value = serde_json::from_str(&line).unwrap();
+    let v = json_access_line(&tg, "/api/orders/10");
     assert_eq!(
         (v["route"].as_str(), v["status"].as_u64()),
         (Some("/api/orders"), Some(401))
