@@ -4,9 +4,14 @@
 # instruction. Starts the bench's nginx upstream and tollgate (bench/tollgate.toml) under
 # valgrind on 127.0.0.1, sends N kept-alive requests per route over 4 connections (one request
 # in flight at a time, after 300 not counted), and prints the instructions per request.
+# Then, as floors, the same count for a bare pingora proxy (examples/passthrough, default
+# settings) and for the bench's nginx proxy_pass baseline (one process, master_process off),
+# each in front of the same upstream with the same bearer header. Only user-space instructions
+# of the process are counted: the kernel's share of a request is not in these figures.
 #
 #   bench/callgrind.sh                        # target/release/tollgate, N=2000, RUST_LOG=warn
 #   BIN=/tmp/old-tollgate N=4000 LOG=info bench/callgrind.sh
+#   FLOORS=0 bench/callgrind.sh               # tollgate's routes only
 #
 # KEEP=1 keeps the temp dir with the callgrind files (callgrind_annotate --inclusive=yes FILE).
 set -euo pipefail
@@ -14,6 +19,8 @@ cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release/tollgate}
 N=${N:-2000}
 LOG=${LOG:-warn}
+FLOORS=${FLOORS:-1}
+BARE_BIN=target/release/examples/passthrough
 die() { echo "callgrind.sh: $*" >&2; exit 1; }
 
 missing=()
@@ -25,6 +32,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$BIN" ] || { scripts/ensure-tools.sh; cargo build --release; }
+if [ "$FLOORS" = 1 ] && [ ! -x "$BARE_BIN" ]; then
+  scripts/ensure-tools.sh
+  cargo build --release --example passthrough
+fi
 
 WORK=$(mktemp -d /tmp/tollgate-callgrind.XXXXXX)
 PIDS=()
@@ -63,9 +74,10 @@ TOKEN=$(curl -fsS -u product-sa-client:password -d grant_type=client_credentials
   "http://$HTTP/realms/demo/protocol/openid-connect/token" | sed -nE 's/.*"access_token":"([^"]+)".*/\1/p')
 [ -n "$TOKEN" ] || die "no token"
 
-# N kept-alive GETs of PATH over 4 connections in turn; exits non-zero unless every answer is 200.
-send() { # path count [header]
-  python3 - "$HTTP" "$1" "$2" "${3:-}" <<'EOF'
+# N kept-alive GETs of PATH to ADDR over 4 connections in turn; exits non-zero unless every
+# answer is 200.
+send_to() { # addr path count [header]
+  python3 - "$1" "$2" "$3" "${4:-}" <<'EOF'
 import socket, sys
 addr, path, n, hdr = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 host, port = addr.rsplit(":", 1)
@@ -88,6 +100,29 @@ for i in range(n):
         sys.exit(f"{path}: {head.split(chr(13).encode())[0]!r}")
 EOF
 }
+send() { send_to "$HTTP" "$@"; }
+
+# Zeroes PID's counters, sends COUNT requests of PATH to ADDR, dumps the counters as NAME and
+# prints the instructions per request.
+count() { # pid name addr path count [header]
+  local pid=$1 name=$2 n=$5 file total
+  callgrind_control -z "$pid" >/dev/null 2>&1
+  send_to "$3" "$4" "$n" "${6:-}"
+  callgrind_control -d "$name" "$pid" >/dev/null 2>&1
+  file=$(grep -l "^desc: Trigger: dump $name\$" "$WORK"/cg.*.* | head -1)
+  total=$(awk '/^summary:/ {print $2}' "$file")
+  printf '  %-18s %9.0f instructions per request\n' "$name" "$(awk -v t="$total" -v n="$n" 'BEGIN { print t / n }')"
+}
+
+wait_listening() { # addr pid what
+  local host=${1%:*} port=${1##*:}
+  for _ in $(seq 1 600); do
+    (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null && return 0
+    kill -0 "$2" 2>/dev/null || die "$3 exited at start"
+    sleep 0.1
+  done
+  die "$3 is not listening on $1"
+}
 
 BEARER="Authorization: Bearer $TOKEN"
 send /api/orders/1 300 "$BEARER"
@@ -99,10 +134,31 @@ fi
 echo "$built, RUST_LOG=$LOG, $N requests per route"
 for route in authorised:/api/orders/1:bearer public_same_hdr:/public/x:bearer public:/public/x:; do
   IFS=: read -r name path hdr <<<"$route"
-  callgrind_control -z "$VG" >/dev/null 2>&1
-  send "$path" "$N" "$([ "$hdr" = bearer ] && echo "$BEARER")"
-  callgrind_control -d "$name" "$VG" >/dev/null 2>&1
-  file=$(grep -l "^desc: Trigger: dump $name\$" "$WORK"/cg.*.* | head -1)
-  total=$(awk '/^summary:/ {print $2}' "$file")
-  printf '  %-16s %9.0f instructions per request\n' "$name" "$(awk -v t="$total" -v n="$N" 'BEGIN { print t / n }')"
+  count "$VG" "$name" "$HTTP" "$path" "$N" "$([ "$hdr" = bearer ] && echo "$BEARER")"
 done
+
+[ "$FLOORS" = 1 ] || exit 0
+echo "floors, in front of the same upstream, with the same bearer header:"
+
+BARE="127.0.0.1:$(free_port)"
+valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" \
+  "$BARE_BIN" "$BARE" "127.0.0.1:$UP" 2 >"$WORK/passthrough.out" 2>"$WORK/passthrough.err" &
+BARE_VG=$!
+PIDS+=("$BARE_VG")
+wait_listening "$BARE" "$BARE_VG" "examples/passthrough"
+send_to "$BARE" /api/orders/1 300 "$BEARER"
+count "$BARE_VG" bare_pingora "$BARE" /api/orders/1 "$N" "$BEARER"
+kill -INT "$BARE_VG" 2>/dev/null || true # pingora's fast shutdown; on TERM it waits out a grace period
+
+NG="127.0.0.1:$(free_port)"
+mkdir -p "$WORK/nginx-proxy-tmp"
+sed -e "s|@WORK@|$WORK|g" -e "s|@UPSTREAM_PORT@|$UP|g" -e "s|@PROXY_PORT@|${NG##*:}|g" \
+  -e "s|@WORKERS@|1|g" -e "s|@USER@|$USER_LINE|g" -e 's|^master_process on;|master_process off;|' \
+  bench/nginx-proxy.conf >"$WORK/proxy.conf"
+valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" \
+  "$NGINX" -p "$WORK" -c "$WORK/proxy.conf" -e "$WORK/proxy.error.log" >"$WORK/proxy.out" 2>&1 &
+NG_VG=$!
+PIDS+=("$NG_VG")
+wait_listening "$NG" "$NG_VG" "the nginx proxy"
+send_to "$NG" /api/orders/1 300 "$BEARER"
+count "$NG_VG" nginx_proxy_pass "$NG" /api/orders/1 "$N" "$BEARER"
