@@ -140,25 +140,26 @@ done
 [ "$FLOORS" = 1 ] || exit 0
 echo "floors, in front of the same upstream, with the same bearer header:"
 
+# Runs CMD... under callgrind, waits for it to listen on ADDR, and counts NAME: N requests to
+# the authorised route's path with the bearer header, after 300 not counted. Leaves FLOOR_VG set.
+floor() { # name addr cmd...
+  local name=$1 addr=$2
+  shift 2
+  valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+  FLOOR_VG=$!
+  PIDS+=("$FLOOR_VG")
+  wait_listening "$addr" "$FLOOR_VG" "$name"
+  send_to "$addr" /api/orders/1 300 "$BEARER"
+  count "$FLOOR_VG" "$name" "$addr" /api/orders/1 "$N" "$BEARER"
+}
+
 BARE="127.0.0.1:$(free_port)"
-valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" \
-  "$BARE_BIN" "$BARE" "127.0.0.1:$UP" 2 >"$WORK/passthrough.out" 2>"$WORK/passthrough.err" &
-BARE_VG=$!
-PIDS+=("$BARE_VG")
-wait_listening "$BARE" "$BARE_VG" "examples/passthrough"
-send_to "$BARE" /api/orders/1 300 "$BEARER"
-count "$BARE_VG" bare_pingora "$BARE" /api/orders/1 "$N" "$BEARER"
-kill -INT "$BARE_VG" 2>/dev/null || true # pingora's fast shutdown; on TERM it waits out a grace period
+floor bare_pingora "$BARE" "$BARE_BIN" "$BARE" "127.0.0.1:$UP" 2
+kill -INT "$FLOOR_VG" 2>/dev/null || true # pingora's fast shutdown; on TERM it waits out a grace period
 
 NG="127.0.0.1:$(free_port)"
 mkdir -p "$WORK/nginx-proxy-tmp"
 sed -e "s|@WORK@|$WORK|g" -e "s|@UPSTREAM_PORT@|$UP|g" -e "s|@PROXY_PORT@|${NG##*:}|g" \
   -e "s|@WORKERS@|1|g" -e "s|@USER@|$USER_LINE|g" -e 's|^master_process on;|master_process off;|' \
   bench/nginx-proxy.conf >"$WORK/proxy.conf"
-valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" \
-  "$NGINX" -p "$WORK" -c "$WORK/proxy.conf" -e "$WORK/proxy.error.log" >"$WORK/proxy.out" 2>&1 &
-NG_VG=$!
-PIDS+=("$NG_VG")
-wait_listening "$NG" "$NG_VG" "the nginx proxy"
-send_to "$NG" /api/orders/1 300 "$BEARER"
-count "$NG_VG" nginx_proxy_pass "$NG" /api/orders/1 "$N" "$BEARER"
+floor nginx_proxy_pass "$NG" "$NGINX" -p "$WORK" -c "$WORK/proxy.conf" -e "$WORK/proxy.error.log"
