@@ -8,7 +8,7 @@
 //! * `issue/*`: `grant::issue` (claims + sign + response JSON), per realm signing algorithm.
 //! * `token_endpoint/*`: the whole token endpoint after the body is read (form, client
 //!   authentication, grant, reply), plaintext vs argon2id secret (argon2 result cached).
-//! * `verify/rs256_cold`: `bearer::verify` of an RS256 access token (no cache).
+//! * `verify/rs256_cold`: `token::verify` of an RS256 access token (no cache).
 //! * `guard/*`: `guard::check` on the demo routes: cached token (the normal case) and public.
 //! * `form/parse`, `path/normalise`: request parsing.
 //!
@@ -19,10 +19,12 @@ use jsonwebtoken::Algorithm;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tollgate::config::{self, LoadOptions, Snapshot};
-use tollgate::guard::bearer::{self, Expect};
+use tollgate::guard::Tables;
+use tollgate::issuer::verify_own;
 use tollgate::issuer::{endpoints, form, grant};
-use tollgate::keys::SigningKey;
 use tollgate::state::State;
+use tollgate::token::keys::SigningKey;
+use tollgate::token::Expect;
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -168,23 +170,27 @@ fn bench_verify_and_guard(c: &mut Criterion) {
     let t = now();
     let body = grant::issue(&realm, client, "profile email", "127.0.0.1", t, None).expect("issue");
     let token = access_token_of(&body);
-    bearer::verify(&realm, &token, t, Expect::Access).expect("fresh token verifies");
+    verify_own(&realm, &token, t, Expect::Access).expect("fresh token verifies");
 
     c.bench_function("verify/rs256_cold", |b| {
-        b.iter(|| bearer::verify(&realm, black_box(&token), t, Expect::Access).unwrap())
+        b.iter(|| verify_own(&realm, black_box(&token), t, Expect::Access).unwrap())
     });
 
     let state = State::new(snapshot, path, None);
     let snap = state.config.load();
+    let tables = Tables {
+        cache: &state.token_cache,
+        store: &*state.store,
+    };
     let header = format!("Bearer {token}");
     let get = http::Method::GET;
     let mut g = c.benchmark_group("guard");
     // First call verifies and fills the token cache; every later one is the cache-hit path.
-    tollgate::guard::check(&state, &snap, &get, "/api/orders/1", Some(header.as_bytes()), t).expect("allowed");
+    tollgate::guard::check(tables, &snap, &get, "/api/orders/1", Some(header.as_bytes()), t).expect("allowed");
     g.bench_function("check_cached_token", |b| {
         b.iter(|| {
             tollgate::guard::check(
-                &state,
+                tables,
                 &snap,
                 &get,
                 black_box("/api/orders/1"),
@@ -195,10 +201,10 @@ fn bench_verify_and_guard(c: &mut Criterion) {
         })
     });
     g.bench_function("check_public_route", |b| {
-        b.iter(|| tollgate::guard::check(&state, &snap, &get, black_box("/public/x"), None, t).unwrap())
+        b.iter(|| tollgate::guard::check(tables, &snap, &get, black_box("/public/x"), None, t).unwrap())
     });
     g.bench_function("check_no_token_401", |b| {
-        b.iter(|| tollgate::guard::check(&state, &snap, &get, black_box("/api/orders/1"), None, t).unwrap_err())
+        b.iter(|| tollgate::guard::check(tables, &snap, &get, black_box("/api/orders/1"), None, t).unwrap_err())
     });
     g.finish();
 }

@@ -24,10 +24,12 @@ impl ServeHttp for Admin {
                     "config_hash": snap.hash,
                     "realms": snap.realms.keys().collect::<Vec<_>>(),
                     "routes": snap.routes.iter().count(),
+                    "remote_realms": crate::remote::readiness(&snap, crate::http_util::now()),
                 });
                 (200, "application/json", body.to_string().into_bytes())
             }
             "/metrics" => {
+                crate::remote::record_ages(&self.state.config.load(), &self.state.metrics, crate::http_util::now());
                 let (revoked, _) = self.state.store.sizes();
                 self.state.metrics.set("tollgate_revoked_tokens", &[], revoked as f64);
                 let open = crate::connections::OPEN.load(std::sync::atomic::Ordering::Relaxed);

@@ -148,10 +148,10 @@ fn check(config: &Path) -> ExitCode {
 }
 
 fn keygen(alg: &str, out: &Path) -> ExitCode {
-    let Some(alg) = tollgate::keys::parse_alg(alg) else {
+    let Some(alg) = tollgate::token::keys::parse_alg(alg) else {
         return usage_error(format!("unknown alg {alg}"));
     };
-    let pem = match tollgate::keys::generate_pem(alg) {
+    let pem = match tollgate::token::keys::generate_pem(alg) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("tollgate: {e}");

@@ -52,6 +52,16 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "Client connections open on the proxy listeners.",
     ),
     (
+        "tollgate_jwks_fetches_total",
+        "counter",
+        "Fetches of remote realms' keys, by realm and result (ok, error).",
+    ),
+    (
+        "tollgate_jwks_age_seconds",
+        "gauge",
+        "Age of each remote realm's last fetched keys.",
+    ),
+    (
         "tollgate_connections_refused_total",
         "counter",
         "Client connections closed at accept because server.max_connections were open.",
@@ -175,7 +185,10 @@ impl Metrics {
                     }
                     if !any && !name.contains("tokens_issued") && !name.contains("requests_total") {
                         // Unlabelled families exist from the start, so rates work at once.
-                        if !matches!(*name, "tollgate_denials_total" | "tollgate_token_errors_total") {
+                        if !matches!(
+                            *name,
+                            "tollgate_denials_total" | "tollgate_token_errors_total" | "tollgate_jwks_fetches_total"
+                        ) {
                             let _ = writeln!(out, "{name} 0");
                         }
                     }

@@ -11,12 +11,12 @@
 //! logging                 access line and request metrics
 //! ```
 
-use crate::guard::bearer::IDENTITY_HEADERS;
-use crate::guard::route::Route;
-use crate::guard::{self, path, Allowed, Denied, Refused};
+use crate::guard::{self, path, Allowed, Denied, Refused, Tables};
 use crate::http_util::{self, Reply};
 use crate::issuer;
+use crate::model::Route;
 use crate::state::State;
+use crate::token::IDENTITY_HEADERS;
 use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::modules::http::HttpModules;
@@ -51,6 +51,9 @@ impl Drop for Ctx {
         IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
     }
 }
+
+/// Longest a request waits for a remote realm's keys to be fetched again for its unknown kid.
+const REFETCH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Largest request header block accepted (all names and values), in bytes.
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
@@ -112,7 +115,7 @@ fn framing_problem(req: &RequestHeader, raw: Option<&[u8]>) -> Option<Reply> {
 
 impl Tollgate {
     async fn deny(&self, session: &mut Session, ctx: &mut Ctx, refused: Refused) -> Result<bool> {
-        let Refused { route, denied } = refused;
+        let Refused { route, denied, .. } = refused;
         ctx.outcome = denied.reason();
         ctx.refused_route = route;
         self.state
@@ -238,11 +241,15 @@ impl ProxyHttp for Tollgate {
                 let refused = Refused {
                     route: None,
                     denied: Denied::BadPath(e.describe()),
+                    refetch: None,
                 };
                 return self.deny(session, ctx, refused).await;
             }
         };
-        if let Some(local) = issuer::match_path(&ctx.path) {
+        // A remote realm serves no endpoints here: its paths are routed like any other.
+        let local = issuer::match_path(&ctx.path)
+            .filter(|l| l.realm.and_then(|r| snap.realm(r)).is_none_or(|r| !r.is_remote()));
+        if let Some(local) = local {
             let peer = session
                 .client_addr()
                 .and_then(|a| a.as_inet())
@@ -261,7 +268,23 @@ impl ProxyHttp for Tollgate {
             .get(http::header::AUTHORIZATION)
             .map(|v| v.as_bytes());
         let method = session.req_header().method.clone();
-        match guard::check(&self.state, &snap, &method, &ctx.path, authorization, http_util::now()) {
+        let tables = Tables {
+            cache: &self.state.token_cache,
+            store: &*self.state.store,
+        };
+        let mut verdict = guard::check(tables, &snap, &method, &ctx.path, authorization, http_util::now());
+        if let Err(Refused { refetch: Some(rx), .. }) = &mut verdict {
+            // A kid the remote realm lacks: its keys are being fetched again; wait briefly.
+            let _ = tokio::time::timeout(REFETCH_WAIT, rx.changed()).await;
+            let snap = self.state.config.load_full();
+            let authorization = session
+                .req_header()
+                .headers
+                .get(http::header::AUTHORIZATION)
+                .map(|v| v.as_bytes());
+            verdict = guard::check(tables, &snap, &method, &ctx.path, authorization, http_util::now());
+        }
+        match verdict {
             Ok(allowed) => {
                 ctx.outcome = if allowed.identity.is_some() {
                     "allowed"

@@ -219,6 +219,10 @@ pub fn run(config_path: &Path) -> Result<(), String> {
     }
     server.add_service(background_service("config watcher", Watch { state: state.clone() }));
     server.add_service(background_service("drain", Drain));
+    server.add_service(background_service(
+        "remote keys",
+        crate::remote::Engines { state: state.clone() },
+    ));
 
     let show = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_else(|| "-".into());
     // A stable line that scripts and tests read to learn the ports.

@@ -20,10 +20,14 @@ pub struct State {
     pub store: Arc<dyn Store>,
     pub token_cache: TokenCache,
     pub throttle: Throttle,
+    /// The live keys of the remote realms, kept across reloads.
+    pub remote: crate::remote::Registry,
 }
 
 impl State {
-    pub fn new(snapshot: Snapshot, config_path: PathBuf, listen_port: Option<u16>) -> Arc<Self> {
+    pub fn new(mut snapshot: Snapshot, config_path: PathBuf, listen_port: Option<u16>) -> Arc<Self> {
+        let remote = crate::remote::Registry::default();
+        remote.adopt(&mut snapshot);
         let state = State {
             config: ArcSwap::from_pointee(snapshot),
             config_path,
@@ -32,13 +36,15 @@ impl State {
             store: Arc::new(MemoryStore::default()),
             token_cache: TokenCache::default(),
             throttle: Throttle::default(),
+            remote,
         };
         state.note_config();
         Arc::new(state)
     }
 
     /// Swap in a new snapshot (a reload), keeping every non-config table.
-    pub fn install(&self, snapshot: Snapshot) {
+    pub fn install(&self, mut snapshot: Snapshot) {
+        self.remote.adopt(&mut snapshot);
         self.config.store(Arc::new(snapshot));
         self.note_config();
     }

@@ -234,7 +234,7 @@ fn forged_and_broken_tokens_are_401_invalid_token() {
     // A foreign key under the realm's kid, and an unknown kid.
     let dir = tempfile::tempdir().unwrap();
     let foreign = dir.path().join("foreign.pem");
-    std::fs::write(&foreign, tollgate::keys::generate_pem(Algorithm::RS256).unwrap()).unwrap();
+    std::fs::write(&foreign, tollgate::token::keys::generate_pem(Algorithm::RS256).unwrap()).unwrap();
     assert_invalid_token(
         &tg,
         &sign_with(&foreign, Algorithm::RS256, Some("demo-rs256"), &good_claims(&tg)),

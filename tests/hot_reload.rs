@@ -172,7 +172,7 @@ fn key_rotation_new_kid_signs_old_verifies_until_removed() {
     // A new key in front: it signs, the old one still verifies and stays published.
     std::fs::write(
         tg.dir.path().join("new.pem"),
-        tollgate::keys::generate_pem(Algorithm::ES256).unwrap(),
+        tollgate::token::keys::generate_pem(Algorithm::ES256).unwrap(),
     )
     .unwrap();
     let old_key = r#"{ kid = "demo-rs256", alg = "RS256", private_key = "demo-rs256.pem" }"#;

@@ -38,11 +38,11 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let key = tollgate::keys::generate_pem(Algorithm::ES256).unwrap();
-    let rsa_key = tollgate::keys::generate_pem(Algorithm::RS256).unwrap();
-    let other_key = tollgate::keys::generate_pem(Algorithm::ES256).unwrap();
+    let key = tollgate::token::keys::generate_pem(Algorithm::ES256).unwrap();
+    let rsa_key = tollgate::token::keys::generate_pem(Algorithm::RS256).unwrap();
+    let other_key = tollgate::token::keys::generate_pem(Algorithm::ES256).unwrap();
     let jwk = |pem: &str, alg, kid| {
-        tollgate::keys::SigningKey::from_pem(kid, alg, pem.as_bytes())
+        tollgate::token::keys::SigningKey::from_pem(kid, alg, pem.as_bytes())
             .unwrap()
             .jwk
             .clone()

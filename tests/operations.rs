@@ -123,8 +123,8 @@ fn keygen_writes_private_pkcs8_keys_that_load() {
         assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
         let pem = std::fs::read_to_string(&out).unwrap();
         assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
-        let alg = tollgate::keys::parse_alg(alg).unwrap();
-        tollgate::keys::SigningKey::from_pem("k", alg, pem.as_bytes()).unwrap();
+        let alg = tollgate::token::keys::parse_alg(alg).unwrap();
+        tollgate::token::keys::SigningKey::from_pem("k", alg, pem.as_bytes()).unwrap();
         // Never overwrites.
         let (code, _, _) = run(&["keygen", "--alg", "RS256", "--out", out.to_str().unwrap()]);
         assert_eq!(code, 2);

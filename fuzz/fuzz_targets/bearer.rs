@@ -1,5 +1,5 @@
 //! Bearer tokens: `guard::bearer::from_header` on arbitrary header values and
-//! `guard::bearer::verify` against the demo realm of the repo's `proxy.toml`.
+//! `token::verify` against the demo realm of the repo's `proxy.toml`.
 //!
 //! Input layout: byte 0 picks the mode, bytes 1..9 are `now` (u64 LE), the rest is the payload.
 //!
@@ -21,7 +21,8 @@ use base64::Engine;
 use libfuzzer_sys::fuzz_target;
 use std::sync::{Arc, OnceLock};
 use tollgate::config::{LoadOptions, Realm};
-use tollgate::guard::bearer::{self, Expect, MAX_TOKEN};
+use tollgate::guard::bearer::{self, MAX_TOKEN};
+use tollgate::token::Expect;
 
 fn realm() -> &'static Arc<Realm> {
     static REALM: OnceLock<Arc<Realm>> = OnceLock::new();
@@ -36,13 +37,13 @@ fn realm() -> &'static Arc<Realm> {
 fn real_header() -> &'static str {
     static HEADER: OnceLock<String> = OnceLock::new();
     HEADER.get_or_init(|| {
-        let token = realm().signer.sign(b"{}").expect("signing works");
+        let token = realm().signer().expect("a local realm").sign(b"{}").expect("signing works");
         token.split('.').next().unwrap().to_string()
     })
 }
 
 fn must_fail(realm: &Realm, token: &str, now: u64, expect: Expect) {
-    if let Ok(id) = bearer::verify(realm, token, now, expect) {
+    if let Ok(id) = tollgate::issuer::verify_own(realm, token, now, expect) {
         panic!("a token the fuzzer made was accepted: {token:?} -> {id:?}");
     }
 }
@@ -69,7 +70,7 @@ fuzz_target!(|data: &[u8]| {
     match mode & 3 {
         0 => match bearer::from_header(Some(payload)) {
             None => {}
-            Some(Err(reason)) => assert!(!reason.is_empty()),
+            Some(Err(reason)) => assert!(!reason.description().is_empty()),
             Some(Ok(token)) => {
                 assert!(!token.is_empty() && token.len() <= MAX_TOKEN);
                 assert!(token
@@ -104,9 +105,9 @@ fuzz_target!(|data: &[u8]| {
         }
         _ => {
             let expect = expect_of(mode);
-            let token = realm.signer.sign(payload).expect("signing works");
-            match bearer::verify(realm, &token, now, expect) {
-                Err(reason) => assert!(!reason.is_empty()),
+            let token = realm.signer().expect("a local realm").sign(payload).expect("signing works");
+            match tollgate::issuer::verify_own(realm, &token, now, expect) {
+                Err(reason) => assert!(!reason.description().is_empty()),
                 Ok(id) => {
                     let leeway = realm.leeway.as_secs();
                     assert_eq!(id.realm, realm.name);

@@ -57,8 +57,28 @@ pub struct ServerFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RealmFile {
-    /// Token `iss`. Default: `"http://localhost:<listen port>/realms/<name>"`.
+    /// Token `iss`. Default: `"http://localhost:<listen port>/realms/<name>"`. Required for a
+    /// remote realm (one without `signing_keys`), whose tokens must carry exactly this `iss`.
     pub issuer: Option<String>,
+    /// Remote realm: the issuer's JWKS URL. Default: the `jwks_uri` of
+    /// `{issuer}/.well-known/openid-configuration`.
+    pub jwks_uri: Option<String>,
+    /// Remote realm: a local JWKS file instead of fetching, watched like the config.
+    pub jwks_file: Option<PathBuf>,
+    /// Remote realm: CA bundle (PEM) for the issuer's TLS. Default: the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Remote realm: how often the keys are fetched again when the issuer's `Cache-Control`
+    /// does not say (a `max-age` is honoured within [1m, 24h]). Default "5m".
+    pub jwks_refresh: Option<String>,
+    /// Remote realm: how long the last keys stay trusted while the issuer cannot be reached.
+    /// Default "1h"; past it, its tokens are answered 503.
+    pub jwks_max_stale: Option<String>,
+    /// Remote realm: accepted algorithms. Default: every asymmetric one tollgate verifies.
+    pub algorithms: Option<Vec<String>>,
+    /// Remote realm: the claim that holds the roles (an array of strings or a space-separated
+    /// string; "a.b" reaches nested objects). Default: Keycloak's `realm_access.roles` and
+    /// `resource_access.<client>.roles`.
+    pub roles_claim: Option<String>,
     /// Default "5m" (Keycloak's default).
     pub access_token_lifespan: Option<String>,
     /// Lifespan of refresh tokens for clients with `use_refresh_token`. Default "30m".
@@ -127,6 +147,8 @@ pub struct RouteFile {
     pub methods: Option<Vec<String>>,
     /// Default: `server.default_realm`.
     pub realm: Option<String>,
+    /// Several realms whose tokens the route takes; the token's `iss` picks the realm.
+    pub realms: Option<Vec<String>>,
     /// All of these are required ("client:role" for client roles).
     #[serde(default)]
     pub roles: Vec<String>,

@@ -3,11 +3,14 @@
 
 pub mod file;
 mod realm;
+pub mod remote;
+mod route;
 pub mod watch;
 
-pub use realm::{format_uuid as realm_uuid, stable_uuid, Client, ClientKeys, Realm};
+pub use crate::model::{Client, ClientKeys, Realm};
+pub use realm::{format_uuid as realm_uuid, stable_uuid};
 
-use crate::guard::route::{Route, RouteTable};
+use crate::model::RouteTable;
 use file::FileConfig;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -313,7 +316,7 @@ fn validate(f: FileConfig, c: &mut Checker, opts: LoadOptions) -> Result<Snapsho
     };
     let mut routes = Vec::new();
     for (i, rf) in f.routes.iter().enumerate() {
-        if let Some(r) = Route::build(c, &format!("routes[{i}]"), rf, &f, default_realm.as_deref()) {
+        if let Some(r) = route::build(c, &format!("routes[{i}]"), rf, &f, default_realm.as_deref()) {
             routes.push(r);
         }
     }

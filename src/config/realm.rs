@@ -3,64 +3,14 @@
 
 use super::file::{ClientFile, RealmFile};
 use super::Checker;
-use crate::keys::{self, SigningKey};
+use crate::model::{Client, ClientKeys, Keys, Realm};
 use crate::secret::ClientSecret;
+use crate::token::keys::{self, SigningKey};
+use crate::token::KeySet;
 use jsonwebtoken::jwk::JwkSet;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
-
-#[derive(Debug)]
-pub struct Realm {
-    pub name: String,
-    pub issuer: String,
-    /// `<issuer>/protocol/openid-connect/token`: what a client assertion's `aud` may name.
-    pub token_endpoint: String,
-    pub access_token_lifespan: Duration,
-    pub refresh_token_lifespan: Duration,
-    pub leeway: Duration,
-    pub roles: HashSet<String>,
-    /// The active signer (the first key).
-    pub signer: Arc<SigningKey>,
-    /// Every key that still verifies, by kid.
-    pub keys: HashMap<String, Arc<SigningKey>>,
-    /// Identifies the key set, so caches of verified tokens can tell when it changed.
-    pub keys_id: String,
-    /// `keys_id` and issuer together: what a cached verification must still match.
-    pub cache_tag: Arc<str>,
-    /// The JWKS document, rendered once.
-    pub jwks_json: bytes::Bytes,
-    /// The discovery document, rendered by the issuer on first use (a realm lives as long as
-    /// its config snapshot, so a reload renders it anew).
-    pub discovery_json: std::sync::OnceLock<bytes::Bytes>,
-    pub clients: HashMap<String, Client>,
-    /// Does any client use an argon2 secret (an unknown client then costs an argon2 run too)?
-    pub any_hashed_secret: bool,
-}
-
-#[derive(Debug)]
-pub struct Client {
-    pub id: String,
-    pub secret: Option<ClientSecret>,
-    pub jwks: Option<ClientKeys>,
-    pub enabled: bool,
-    pub service_accounts_enabled: bool,
-    pub use_refresh_token: bool,
-    /// `sub` of its tokens: stable for the realm and client across restarts and replicas.
-    pub subject: String,
-    /// Token roles after the scope rule: realm roles and `client -> roles`.
-    pub realm_roles: Vec<String>,
-    pub resource_access: BTreeMap<String, Vec<String>>,
-    pub default_scopes: Vec<String>,
-    pub optional_scopes: Vec<String>,
-    pub audience: Vec<String>,
-}
-
-/// A client's public keys for private_key_jwt.
-#[derive(Debug)]
-pub struct ClientKeys {
-    pub set: JwkSet,
-}
 
 pub(super) fn build(c: &mut Checker, name: &str, rf: &RealmFile, default_issuer: String) -> Option<Realm> {
     let at = |k: &str| format!("realms.{name}.{k}");
@@ -71,11 +21,27 @@ pub(super) fn build(c: &mut Checker, name: &str, rf: &RealmFile, default_issuer:
             "realm names may hold letters, digits, '-', '_' and '.'",
         );
     }
-    let issuer = rf.issuer.clone().unwrap_or(default_issuer);
-    if !(issuer.starts_with("http://") || issuer.starts_with("https://")) {
+    let remote = rf.signing_keys.is_empty();
+    let issuer = match (&rf.issuer, remote) {
+        (Some(i), _) => i.clone(),
+        (None, false) => default_issuer,
+        (None, true) => {
+            c.problem(
+                at("issuer"),
+                "required for a remote realm (one without signing_keys): the exact `iss` of its tokens",
+            );
+            String::new()
+        }
+    };
+    if !(issuer.starts_with("http://") || issuer.starts_with("https://") || issuer.is_empty()) {
         c.problem(at("issuer"), "must be an http:// or https:// URL");
     }
-    let issuer = issuer.trim_end_matches('/').to_string();
+    // A remote issuer's `iss` is compared as written; a local one is normalised.
+    let issuer = if remote {
+        issuer
+    } else {
+        issuer.trim_end_matches('/').to_string()
+    };
     let access = c.duration(
         &at("access_token_lifespan"),
         rf.access_token_lifespan.as_deref(),
@@ -96,27 +62,90 @@ pub(super) fn build(c: &mut Checker, name: &str, rf: &RealmFile, default_issuer:
             "more than 10m of clock skew would keep expired tokens alive",
         );
     }
+    let roles = realm_roles(c, name, rf);
+    // Keys first, but every other problem of the realm is still collected before giving up.
+    let keys = if remote {
+        super::remote::keys(c, name, rf, &issuer).map(|k| (k, bytes::Bytes::new()))
+    } else {
+        super::remote::local_only(c, name, rf);
+        local_keys(c, name, rf)
+    };
+    let declared = |role: &str| -> Result<Option<String>, String> {
+        match role.split_once(':') {
+            None if roles.contains(role) => Ok(None),
+            None => Err(format!("{role:?} is not a role of realm {name:?}")),
+            Some((client, r)) if client.is_empty() || r.is_empty() => Err(format!("{role:?} is not \"client:role\"")),
+            Some((client, r)) => match rf.client_roles.get(client) {
+                Some(list) if list.iter().any(|x| x == r) => Ok(None),
+                Some(_) => Err(format!("{role:?}: client {client:?} has no role {r:?} in client_roles")),
+                None => Ok(Some(format!("realms.{name}: client role {role:?} names client {client:?}, which declares no roles in client_roles; accepted as is"))),
+            },
+        }
+    };
 
+    let mut clients = HashMap::new();
+    let mut any_hashed_secret = false;
+    for (id, cf) in &rf.clients {
+        let key = format!("realms.{name}.clients.{id}");
+        if let Some(client) = build_client(c, name, id, cf, &key, &declared) {
+            any_hashed_secret |= client.secret.as_ref().is_some_and(ClientSecret::is_hashed);
+            clients.insert(id.clone(), client);
+        }
+    }
+    let (keys, jwks_json) = keys?;
+    if c.problems.len() > before {
+        return None;
+    }
+    let roles_claim = rf.roles_claim.clone();
+    let verify_tag = {
+        let parts: [&[u8]; 4] = [
+            name.as_bytes(),
+            issuer.as_bytes(),
+            roles_claim.as_deref().unwrap_or("").as_bytes(),
+            if remote { b"remote" } else { b"local" },
+        ];
+        let digest = crate::secret::sha256(&parts);
+        u64::from_le_bytes(digest[..8].try_into().unwrap_or_default())
+    };
+    Some(Realm {
+        name: name.to_string(),
+        token_endpoint: format!("{}/protocol/openid-connect/token", issuer.trim_end_matches('/')),
+        issuer,
+        access_token_lifespan: access,
+        refresh_token_lifespan: refresh,
+        leeway,
+        roles,
+        keys,
+        roles_claim,
+        verify_tag,
+        jwks_json,
+        discovery_json: std::sync::OnceLock::new(),
+        clients,
+        any_hashed_secret,
+    })
+}
+
+fn realm_roles(c: &mut Checker, name: &str, rf: &RealmFile) -> HashSet<String> {
     let mut roles = HashSet::new();
     for r in &rf.roles {
         if r.is_empty() || r.contains(':') || r.contains(',') {
             c.problem(
-                at("roles"),
+                format!("realms.{name}.roles"),
                 format!("{r:?}: a realm role name may not be empty or hold ':' or ','"),
             );
         } else if !roles.insert(r.clone()) {
-            c.problem(at("roles"), format!("{r:?} is listed twice"));
+            c.problem(format!("realms.{name}.roles"), format!("{r:?} is listed twice"));
         }
     }
+    roles
+}
 
-    // Keys.
+/// A realm's own signing keys (the first signs) and its rendered JWKS.
+fn local_keys(c: &mut Checker, name: &str, rf: &RealmFile) -> Option<(Keys, bytes::Bytes)> {
     let mut signer = None;
-    let mut keys = HashMap::new();
-    let mut kids = Vec::new();
+    let mut verify = KeySet::default();
+    let mut jwks = Vec::new();
     let mut seen_kids = HashSet::new();
-    if rf.signing_keys.is_empty() {
-        c.problem(at("signing_keys"), "at least one signing key is required");
-    }
     for (i, kf) in rf.signing_keys.iter().enumerate() {
         let key = format!("realms.{name}.signing_keys[{i}]");
         if kf.kid.is_empty() {
@@ -142,69 +171,21 @@ pub(super) fn build(c: &mut Checker, name: &str, rf: &RealmFile, default_issuer:
         match SigningKey::from_pem(&kf.kid, alg, &bytes) {
             Ok(k) => {
                 let k = Arc::new(k);
-                if signer.is_none() {
-                    signer = Some(k.clone());
-                }
-                kids.push(format!("{}:{}:{}", k.kid, kf.alg, k.jwk));
-                keys.insert(kf.kid.clone(), k);
+                jwks.push(k.jwk.clone());
+                verify.insert(k.public.clone());
+                signer.get_or_insert(k);
             }
             Err(reason) => c.problem(format!("{key}.private_key"), format!("{}: {reason}", full.display())),
         }
     }
-    let jwks: Vec<_> = rf
-        .signing_keys
-        .iter()
-        .filter_map(|k| keys.get(&k.kid))
-        .map(|k| k.jwk.clone())
-        .collect();
     let jwks_json = bytes::Bytes::from(serde_json::json!({ "keys": jwks }).to_string());
-
-    let declared = |role: &str| -> Result<Option<String>, String> {
-        match role.split_once(':') {
-            None if roles.contains(role) => Ok(None),
-            None => Err(format!("{role:?} is not a role of realm {name:?}")),
-            Some((client, r)) if client.is_empty() || r.is_empty() => Err(format!("{role:?} is not \"client:role\"")),
-            Some((client, r)) => match rf.client_roles.get(client) {
-                Some(list) if list.iter().any(|x| x == r) => Ok(None),
-                Some(_) => Err(format!("{role:?}: client {client:?} has no role {r:?} in client_roles")),
-                None => Ok(Some(format!("realms.{name}: client role {role:?} names client {client:?}, which declares no roles in client_roles; accepted as is"))),
-            },
-        }
-    };
-
-    let mut clients = HashMap::new();
-    let mut any_hashed_secret = false;
-    for (id, cf) in &rf.clients {
-        let key = format!("realms.{name}.clients.{id}");
-        if let Some(client) = build_client(c, name, id, cf, &key, &declared) {
-            any_hashed_secret |= client.secret.as_ref().is_some_and(ClientSecret::is_hashed);
-            clients.insert(id.clone(), client);
-        }
-    }
-    if c.problems.len() > before {
-        return None;
-    }
-    let signer = signer?;
-    let keys_id = hex::encode(crate::secret::sha256(
-        &kids.iter().map(|k| k.as_bytes()).collect::<Vec<_>>(),
-    ));
-    Some(Realm {
-        cache_tag: format!("{keys_id}|{issuer}").into(),
-        name: name.to_string(),
-        token_endpoint: format!("{issuer}/protocol/openid-connect/token"),
-        issuer,
-        access_token_lifespan: access,
-        refresh_token_lifespan: refresh,
-        leeway,
-        roles,
-        signer,
-        keys,
-        keys_id,
+    Some((
+        Keys::Local {
+            signer: signer?,
+            verify,
+        },
         jwks_json,
-        discovery_json: std::sync::OnceLock::new(),
-        clients,
-        any_hashed_secret,
-    })
+    ))
 }
 
 fn build_client(

@@ -1,11 +1,11 @@
 //! The verified-token cache: a token that verified once is not verified again while it lives.
 //!
 //! Only tokens whose signature checked out are ever inserted, so junk cannot flush it. Each
-//! entry remembers the key set and issuer it was checked against; after a key or issuer change
-//! it no longer matches and the token is verified afresh. Expiry, revocation, audience and
-//! roles are still checked on every request.
+//! entry remembers the realm rules and the key it was checked against; once either changes
+//! (a reload, a key that left its issuer's JWKS) the token is verified afresh. Expiry,
+//! revocation, audience and roles are still checked on every request.
 
-use super::bearer::Identity;
+use crate::token::{Identity, VerifyKey};
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, DefaultHasher, Hasher, RandomState};
@@ -46,9 +46,19 @@ impl Hasher for TailHasher {
 pub const MAX_ENTRIES: usize = 10_000;
 
 struct Entry {
-    /// `Realm::keys_id` + issuer when the token was verified.
-    checked_against: Arc<str>,
+    /// `Realm::verify_tag` of the realm that verified it.
+    realm_tag: u64,
+    kid: Arc<str>,
+    key_fingerprint: u64,
     identity: Arc<Identity>,
+}
+
+/// A cached verification, for the caller to check that it still stands.
+pub struct Hit {
+    pub identity: Arc<Identity>,
+    pub realm_tag: u64,
+    pub kid: Arc<str>,
+    pub key_fingerprint: u64,
 }
 
 /// Keyed by the token's bytes, so that a request's credentials are looked up as they came: a
@@ -59,13 +69,18 @@ pub struct TokenCache {
 }
 
 impl TokenCache {
-    pub fn get(&self, token: &[u8], checked_against: &str) -> Option<Arc<Identity>> {
+    pub fn get(&self, token: &[u8]) -> Option<Hit> {
         let map = self.map.read();
         let e = map.get(token)?;
-        (&*e.checked_against == checked_against).then(|| e.identity.clone())
+        Some(Hit {
+            identity: e.identity.clone(),
+            realm_tag: e.realm_tag,
+            kid: e.kid.clone(),
+            key_fingerprint: e.key_fingerprint,
+        })
     }
 
-    pub fn insert(&self, token: &str, checked_against: Arc<str>, identity: Arc<Identity>, now: u64) {
+    pub fn insert(&self, token: &str, realm_tag: u64, key: &VerifyKey, identity: Arc<Identity>, now: u64) {
         let mut map = self.map.write();
         if map.len() >= MAX_ENTRIES {
             map.retain(|_, e| e.identity.exp >= now);
@@ -80,7 +95,9 @@ impl TokenCache {
         map.insert(
             token.as_bytes().into(),
             Entry {
-                checked_against,
+                realm_tag,
+                kid: key.kid.as_str().into(),
+                key_fingerprint: key.fingerprint,
                 identity,
             },
         );
@@ -121,20 +138,32 @@ mod tests {
         })
     }
 
+    fn key() -> VerifyKey {
+        use jsonwebtoken::Algorithm;
+        let pem = crate::token::keys::generate_pem(Algorithm::EdDSA).unwrap();
+        let k = crate::token::SigningKey::from_pem("k", Algorithm::EdDSA, pem.as_bytes()).unwrap();
+        let public = B64.decode(k.jwk["x"].as_str().unwrap()).unwrap();
+        VerifyKey::from_public("k", Algorithm::EdDSA, &public).unwrap()
+    }
+
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use base64::Engine;
+
     #[test]
     fn tokens_that_share_a_tail_are_still_told_apart() {
         let cache = TokenCache::default();
+        let k = key();
         let tail = "x".repeat(HASHED_TAIL);
         let (a, b) = (format!("header.a-claims.{tail}"), format!("header.b-claims.{tail}"));
-        let tag: Arc<str> = "keys".into();
-        cache.insert(&a, tag.clone(), identity("a"), 0);
-        assert!(cache.get(b.as_bytes(), "keys").is_none(), "same hash, different token");
-        cache.insert(&b, tag, identity("b"), 0);
-        assert_eq!(cache.get(a.as_bytes(), "keys").unwrap().jti, "a");
-        assert_eq!(cache.get(b.as_bytes(), "keys").unwrap().jti, "b");
+        cache.insert(&a, 7, &k, identity("a"), 0);
+        assert!(cache.get(b.as_bytes()).is_none(), "same hash, different token");
+        cache.insert(&b, 7, &k, identity("b"), 0);
+        assert_eq!(cache.get(a.as_bytes()).unwrap().identity.jti, "a");
+        assert_eq!(cache.get(b.as_bytes()).unwrap().identity.jti, "b");
         // Shorter than the hashed tail: the whole token is hashed.
-        cache.insert("short", "keys".into(), identity("s"), 0);
-        assert_eq!(cache.get(b"short", "keys").unwrap().jti, "s");
-        assert!(cache.get(b"short", "other keys").is_none());
+        cache.insert("short", 8, &k, identity("s"), 0);
+        let hit = cache.get(b"short").unwrap();
+        assert_eq!((hit.identity.jti.as_str(), hit.realm_tag, &*hit.kid), ("s", 8, "k"));
+        assert_eq!(hit.key_fingerprint, k.fingerprint);
     }
 }

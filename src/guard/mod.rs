@@ -3,13 +3,13 @@
 pub mod bearer;
 pub mod cache;
 pub mod path;
-pub mod route;
 
 use crate::config::Snapshot;
 use crate::http_util::{quote, Reply};
-use crate::state::State;
-use bearer::{Expect, Identity};
-use route::Route;
+use crate::model::{Keys, Realm, Route};
+use crate::store::Store;
+use crate::token::{self, Expect, Identity, KeySet, TokenError};
+use cache::TokenCache;
 use std::sync::Arc;
 
 /// Why a request does not go upstream. Rendered by [`Denied::reply`] alone.
@@ -18,9 +18,22 @@ pub enum Denied {
     BadPath(&'static str),
     NoRoute,
     MethodNotAllowed(String),
-    NoToken { realm: String },
-    InvalidToken { realm: String, reason: &'static str },
-    InsufficientScope { realm: String, missing: String },
+    NoToken {
+        realm: String,
+    },
+    InvalidToken {
+        realm: String,
+        reason: TokenError,
+    },
+    InsufficientScope {
+        realm: String,
+        missing: String,
+    },
+    /// A remote realm's keys were never fetched, or are too old while its issuer fails.
+    Unavailable {
+        realm: String,
+        retry_after: u64,
+    },
 }
 
 impl Denied {
@@ -33,6 +46,7 @@ impl Denied {
             Denied::NoToken { .. } => "no_token",
             Denied::InvalidToken { .. } => "invalid_token",
             Denied::InsufficientScope { .. } => "insufficient_scope",
+            Denied::Unavailable { .. } => "keys_unavailable",
         }
     }
 
@@ -47,12 +61,12 @@ impl Denied {
             }
             Denied::NoToken { realm } => Reply::error(401, "unauthorized", "bearer token required")
                 .header("www-authenticate", format!("Bearer realm={}", quote(realm))),
-            Denied::InvalidToken { realm, reason } => Reply::error(401, "invalid_token", reason).header(
+            Denied::InvalidToken { realm, reason } => Reply::error(401, "invalid_token", reason.description()).header(
                 "www-authenticate",
                 format!(
                     "Bearer realm={}, error=\"invalid_token\", error_description={}",
                     quote(realm),
-                    quote(reason)
+                    quote(reason.description())
                 ),
             ),
             Denied::InsufficientScope { realm, missing } => Reply::error(
@@ -64,6 +78,12 @@ impl Denied {
                 "www-authenticate",
                 format!("Bearer realm={}, error=\"insufficient_scope\"", quote(realm)),
             ),
+            Denied::Unavailable { realm, retry_after } => Reply::error(
+                503,
+                "temporarily_unavailable",
+                &format!("the signing keys of realm {realm} cannot be fetched from its issuer now"),
+            )
+            .header("retry-after", retry_after.to_string()),
         }
     }
 }
@@ -81,11 +101,21 @@ pub struct Allowed {
 pub struct Refused {
     pub route: Option<Arc<Route>>,
     pub denied: Denied,
+    /// Set when the token names a `kid` its remote realm lacks and a refetch of the realm's
+    /// keys is under way: the caller may wait for it (briefly) and decide again.
+    pub refetch: Option<tokio::sync::watch::Receiver<u64>>,
+}
+
+/// What the guard reads besides the snapshot: the verified-token cache and the revocations.
+#[derive(Clone, Copy)]
+pub struct Tables<'a> {
+    pub cache: &'a TokenCache,
+    pub store: &'a dyn Store,
 }
 
 /// Decide a request whose path is already normalised.
 pub fn check(
-    state: &State,
+    t: Tables,
     snap: &Snapshot,
     method: &http::Method,
     path: &str,
@@ -96,22 +126,26 @@ pub fn check(
         return Err(Refused {
             route: None,
             denied: Denied::NoRoute,
+            refetch: None,
         });
     };
-    decide(state, snap, route, method, authorization, now).map_err(|denied| Refused {
+    let mut refetch = None;
+    decide(t, snap, route, method, authorization, now, &mut refetch).map_err(|denied| Refused {
         route: Some(route.clone()),
         denied,
+        refetch,
     })
 }
 
 /// The route's verdict on a request.
 fn decide(
-    state: &State,
+    t: Tables,
     snap: &Snapshot,
     route: &Arc<Route>,
     method: &http::Method,
     authorization: Option<&[u8]>,
     now: u64,
+    refetch: &mut Option<tokio::sync::watch::Receiver<u64>>,
 ) -> Result<Allowed, Denied> {
     if !route.allows_method(method) {
         let allow = route
@@ -129,52 +163,43 @@ fn decide(
             identity: None,
         });
     }
-    let realm_name = &route.realm;
-    let Some(realm) = snap.realm(realm_name) else {
-        // Validation ties every route to a realm; refuse rather than trust a broken snapshot.
-        return Err(Denied::NoRoute);
-    };
     let invalid = |reason| Denied::InvalidToken {
-        realm: realm_name.clone(),
+        realm: route.realm.clone(),
         reason,
     };
     let credentials = match bearer::from_header(authorization) {
         None => {
             return Err(Denied::NoToken {
-                realm: realm_name.clone(),
+                realm: route.realm.clone(),
             })
         }
         Some(Err(reason)) => return Err(invalid(reason)),
         Some(Ok(t)) => t,
     };
-    let identity = match state.token_cache.get(credentials, &realm.cache_tag) {
-        Some(id) => {
-            let leeway = realm.leeway.as_secs();
-            if now > id.exp.saturating_add(leeway) {
-                return Err(invalid("token expired"));
-            }
-            if id.nbf.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
-                return Err(invalid("token not yet valid"));
-            }
-            id
-        }
-        None => {
-            let token = bearer::token_text(credentials).map_err(invalid)?;
-            let id = Arc::new(bearer::verify(realm, token, now, Expect::Access).map_err(invalid)?);
-            state
-                .token_cache
-                .insert(token, realm.cache_tag.clone(), id.clone(), now);
-            id
-        }
+    let identity = match cached(t.cache, snap, route, credentials, now)? {
+        Some(id) => id,
+        None => verify_fresh(t.cache, snap, route, credentials, now, refetch)?,
     };
-    if state.store.is_revoked(&identity.jti) || (!identity.sid.is_empty() && state.store.is_revoked(&identity.sid)) {
-        return Err(invalid("token revoked"));
+    let realm_of = |reason| Denied::InvalidToken {
+        realm: identity.realm.clone(),
+        reason,
+    };
+    if t.store.is_revoked(&identity.jti) || (!identity.sid.is_empty() && t.store.is_revoked(&identity.sid)) {
+        return Err(realm_of(TokenError::Revoked));
     }
     if let Some(aud) = &route.audience {
         if !identity.audience.iter().any(|a| a == aud) {
-            return Err(invalid("wrong audience"));
+            return Err(realm_of(TokenError::WrongAudience));
         }
     }
+    roles(route, &identity)?;
+    Ok(Allowed {
+        route: route.clone(),
+        identity: Some(identity),
+    })
+}
+
+fn roles(route: &Route, identity: &Identity) -> Result<(), Denied> {
     let missing: Vec<&str> = route
         .roles
         .iter()
@@ -183,18 +208,124 @@ fn decide(
         .collect();
     if !missing.is_empty() {
         return Err(Denied::InsufficientScope {
-            realm: realm_name.clone(),
+            realm: identity.realm.clone(),
             missing: missing.join(", "),
         });
     }
     if !route.any_roles.is_empty() && !route.any_roles.iter().any(|r| identity.has_role(r)) {
         return Err(Denied::InsufficientScope {
-            realm: realm_name.clone(),
+            realm: identity.realm.clone(),
             missing: format!("one of {}", route.any_roles.join(", ")),
         });
     }
-    Ok(Allowed {
-        route: route.clone(),
-        identity: Some(identity),
-    })
+    Ok(())
+}
+
+/// The keys `realm` verifies with now, or why there are none.
+fn keys_of<'r>(realm: &'r Realm, now: u64) -> Result<KeysNow<'r>, Denied> {
+    match &realm.keys {
+        Keys::Local { verify, .. } => Ok(KeysNow::Borrowed(verify)),
+        Keys::File(set) => Ok(KeysNow::Borrowed(set)),
+        Keys::Fetched { settings, live } => match live.usable(now, settings.max_stale) {
+            Ok(fetched) => Ok(KeysNow::Fetched(fetched)),
+            Err(u) => Err(Denied::Unavailable {
+                realm: realm.name.clone(),
+                retry_after: u.retry_after,
+            }),
+        },
+    }
+}
+
+enum KeysNow<'r> {
+    Borrowed(&'r KeySet),
+    Fetched(Arc<token::live::Fetched>),
+}
+
+impl KeysNow<'_> {
+    fn set(&self) -> &KeySet {
+        match self {
+            KeysNow::Borrowed(s) => s,
+            KeysNow::Fetched(f) => &f.keys,
+        }
+    }
+}
+
+/// A verification the cache holds for `credentials`, if it still stands: the same realm rules,
+/// the key that verified it still published under its kid, and still within its lifetime.
+fn cached(
+    cache: &TokenCache,
+    snap: &Snapshot,
+    route: &Route,
+    credentials: &[u8],
+    now: u64,
+) -> Result<Option<Arc<Identity>>, Denied> {
+    let Some(hit) = cache.get(credentials) else {
+        return Ok(None);
+    };
+    let id = hit.identity;
+    let realm = match snap.realm(&id.realm) {
+        Some(r) if r.verify_tag == hit.realm_tag && route.realms.contains(&r.name) => r,
+        _ => return Ok(None),
+    };
+    if !keys_of(realm, now)?.set().still(&hit.kid, hit.key_fingerprint) {
+        return Ok(None);
+    }
+    let leeway = realm.leeway.as_secs();
+    let invalid = |reason| Denied::InvalidToken {
+        realm: realm.name.clone(),
+        reason,
+    };
+    if now > id.exp.saturating_add(leeway) {
+        return Err(invalid(TokenError::Expired));
+    }
+    if id.nbf.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
+        return Err(invalid(TokenError::NotYetValid));
+    }
+    Ok(Some(id))
+}
+
+/// Verifies a token the cache does not hold against the realm its `iss` picks, and caches it.
+fn verify_fresh(
+    cache: &TokenCache,
+    snap: &Snapshot,
+    route: &Route,
+    credentials: &[u8],
+    now: u64,
+    refetch: &mut Option<tokio::sync::watch::Receiver<u64>>,
+) -> Result<Arc<Identity>, Denied> {
+    let invalid = |realm: &str, reason| Denied::InvalidToken {
+        realm: realm.to_string(),
+        reason,
+    };
+    let token = bearer::token_text(credentials).map_err(|r| invalid(&route.realm, r))?;
+    let realm = pick_realm(snap, route, token).ok_or_else(|| invalid(&route.realm, TokenError::WrongIssuer))?;
+    let keys = keys_of(realm, now)?;
+    match token::verify(keys.set(), &realm.rules(), token, now, Expect::Access) {
+        Ok(v) => {
+            let id = Arc::new(v.identity);
+            cache.insert(token, realm.verify_tag, &v.key, id.clone(), now);
+            Ok(id)
+        }
+        Err(TokenError::UnknownKid) => {
+            if let (Some(live), Some(kid)) = (realm.live(), token::verify::peek_kid(token)) {
+                *refetch = live.refetch_for(&kid);
+            }
+            Err(invalid(&realm.name, TokenError::UnknownKid))
+        }
+        Err(reason) => Err(invalid(&realm.name, reason)),
+    }
+}
+
+/// The realm whose tokens `token` claims to be: the route's only realm, or among several the
+/// one whose issuer is the token's `iss`.
+fn pick_realm<'s>(snap: &'s Snapshot, route: &Route, token: &str) -> Option<&'s Arc<Realm>> {
+    if let [only] = route.realms.as_slice() {
+        return snap.realm(only);
+    }
+    let iss = token::verify::peek_issuer(token)?;
+    route
+        .realms
+        .iter()
+        .filter_map(|r| snap.realm(r))
+        .find(|r| r.issuer == iss)
 }

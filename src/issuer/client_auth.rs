@@ -242,7 +242,7 @@ fn check_assertion<'r>(
 fn jwk_allows(k: &jsonwebtoken::jwk::Jwk, alg: Algorithm) -> bool {
     use jsonwebtoken::jwk::AlgorithmParameters as P;
     if let Some(ka) = k.common.key_algorithm {
-        if crate::keys::alg_name(alg) != format!("{ka:?}").as_str() {
+        if crate::token::keys::alg_name(alg) != format!("{ka:?}").as_str() {
             return false;
         }
     }

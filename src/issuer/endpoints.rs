@@ -6,9 +6,9 @@ use super::form::{self, Form};
 use super::grant;
 use super::oauth_error::OAuthError;
 use crate::config::Realm;
-use crate::guard::bearer::{self, Expect};
 use crate::http_util::Reply;
 use crate::state::State;
+use crate::token::Expect;
 use serde_json::json;
 
 /// A local request, read in full.
@@ -55,7 +55,10 @@ pub fn discovery(realm: &Realm) -> Reply {
 /// OpenID Connect Discovery 1.0 metadata; depends only on the realm's config.
 fn discovery_doc(realm: &Realm) -> bytes::Bytes {
     let base = format!("{}/protocol/openid-connect", realm.issuer);
-    let mut algs: Vec<&str> = realm.keys.values().map(|k| crate::keys::alg_name(k.alg)).collect();
+    let mut algs: Vec<&str> = super::own_keys(realm)
+        .iter()
+        .map(|k| crate::token::keys::alg_name(k.alg))
+        .collect();
     algs.sort();
     algs.dedup();
     let doc = json!({
@@ -86,7 +89,7 @@ pub fn introspect(state: &State, realm: &Realm, req: &Request) -> Result<Reply, 
         .get("token")
         .ok_or_else(|| OAuthError::InvalidRequest("Missing form parameter: token".into()))?;
     let inactive = || Ok(Reply::json(200, r#"{"active":false}"#).no_store());
-    let Ok(id) = bearer::verify(realm, token, req.now, Expect::Either) else {
+    let Ok(id) = super::verify_own(realm, token, req.now, Expect::Either) else {
         return inactive();
     };
     if state.store.is_revoked(&id.jti) || (!id.sid.is_empty() && state.store.is_revoked(&id.sid)) {
@@ -120,7 +123,7 @@ pub fn revoke(state: &State, realm: &Realm, req: &Request) -> Result<Reply, OAut
     let token = form
         .get("token")
         .ok_or_else(|| OAuthError::InvalidRequest("Missing form parameter: token".into()))?;
-    if let Ok(id) = bearer::verify(realm, token, req.now, Expect::Either) {
+    if let Ok(id) = super::verify_own(realm, token, req.now, Expect::Either) {
         if id.client_id == client.id {
             let until = id.exp + realm.leeway.as_secs();
             state.store.revoke(&id.jti, until, req.now);

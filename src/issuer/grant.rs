@@ -4,8 +4,8 @@ use super::claims::{self, Issue};
 use super::form::Form;
 use super::oauth_error::OAuthError;
 use crate::config::{Client, Realm};
-use crate::guard::bearer::{self, Expect};
 use crate::state::State;
+use crate::token::Expect;
 use serde::Serialize;
 
 /// The scope a token gets: the client's default scopes, plus each optional scope asked for.
@@ -153,7 +153,8 @@ fn sign(realm: &Realm, claims: &impl Serialize) -> Result<String, OAuthError> {
     let mut body = Vec::with_capacity(1024);
     serde_json::to_writer(&mut body, claims).map_err(|_| OAuthError::ServerError("cannot encode claims"))?;
     realm
-        .signer
+        .signer()
+        .ok_or(OAuthError::ServerError("this realm issues no tokens"))?
         .sign(&body)
         .map_err(|_| OAuthError::ServerError("signing failed"))
 }
@@ -190,7 +191,7 @@ pub fn refresh_token(
     let token = form
         .get("refresh_token")
         .ok_or_else(|| OAuthError::InvalidRequest("refresh_token is missing".into()))?;
-    let id = bearer::verify(realm, token, now, Expect::Refresh)
+    let id = super::verify_own(realm, token, now, Expect::Refresh)
         .map_err(|_| OAuthError::InvalidGrant("Invalid refresh token"))?;
     if id.client_id != client.id {
         return Err(OAuthError::InvalidGrant(

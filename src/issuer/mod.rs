@@ -9,7 +9,9 @@ pub mod oauth_error;
 
 use crate::config::Snapshot;
 use crate::http_util::Reply;
+use crate::model::{Keys, Realm};
 use crate::state::State;
+use crate::token::{Expect, Identity, KeySet, TokenError};
 use http::Method;
 use oauth_error::OAuthError;
 use pingora::proxy::Session;
@@ -112,7 +114,10 @@ async fn serve_inner(
         .realm
         .or(snap.default_realm.as_deref())
         .ok_or(OAuthError::RealmNotFound)?;
-    let realm = snap.realm(realm_name).ok_or(OAuthError::RealmNotFound)?;
+    let realm = snap
+        .realm(realm_name)
+        .filter(|r| !r.is_remote())
+        .ok_or(OAuthError::RealmNotFound)?;
     let method = session.req_header().method.clone();
     if !local.endpoint.is_post() {
         if method != Method::GET && method != Method::HEAD {
@@ -157,6 +162,20 @@ async fn serve_inner(
         Endpoint::Introspect => endpoints::introspect(state, realm, &req),
         _ => endpoints::revoke(state, realm, &req),
     }
+}
+
+/// The keys a realm that issues tokens verifies its own with (none for a remote realm).
+pub fn own_keys(realm: &Realm) -> &KeySet {
+    static NONE: std::sync::OnceLock<KeySet> = std::sync::OnceLock::new();
+    match &realm.keys {
+        Keys::Local { verify, .. } => verify,
+        _ => NONE.get_or_init(KeySet::default),
+    }
+}
+
+/// Verifies a token this realm issued (introspection, revocation, refresh).
+pub fn verify_own(realm: &Realm, token: &str, now: u64, expect: Expect) -> Result<Identity, TokenError> {
+    crate::token::verify(own_keys(realm), &realm.rules(), token, now, expect).map(|v| v.identity)
 }
 
 /// Read the whole request body, refusing more than `max` bytes and a client that stalls.

@@ -1,4 +1,5 @@
-//! Realm signing keys: PEM loading, alg/key agreement, JWS signing and verification, JWKS.
+//! Keys: a realm's signing keys (PEM loading, alg/key agreement, JWS signing, their JWKS entry)
+//! and the public keys that verify, local or fetched from another issuer's JWKS.
 //!
 //! Keys are parsed once, when a config snapshot is built, into aws-lc-rs key objects; signing
 //! and verifying then never re-parse key material (jsonwebtoken's `encode`/`decode` would parse
@@ -12,13 +13,69 @@ use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
+
+/// A public key that verifies JWS signatures with its one algorithm.
+pub struct VerifyKey {
+    pub kid: String,
+    pub alg: Algorithm,
+    verifier: sig::ParsedPublicKey,
+    /// Identifies the key material and its algorithm, so a verified-token cache can tell that
+    /// the key a token was checked with is still the one published under its kid.
+    pub fingerprint: u64,
+}
+
+impl fmt::Debug for VerifyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifyKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VerifyKey {
+    /// A verifier for `alg` over `public`: DER RSAPublicKey (PKCS#1) for RSA, the uncompressed
+    /// point for EC, the 32 raw bytes for Ed25519.
+    pub fn from_public(kid: &str, alg: Algorithm, public: &[u8]) -> Result<Self, String> {
+        let verify_alg: &'static dyn sig::VerificationAlgorithm = match alg {
+            Algorithm::RS256 => &sig::RSA_PKCS1_2048_8192_SHA256,
+            Algorithm::RS384 => &sig::RSA_PKCS1_2048_8192_SHA384,
+            Algorithm::RS512 => &sig::RSA_PKCS1_2048_8192_SHA512,
+            Algorithm::PS256 => &sig::RSA_PSS_2048_8192_SHA256,
+            Algorithm::PS384 => &sig::RSA_PSS_2048_8192_SHA384,
+            Algorithm::PS512 => &sig::RSA_PSS_2048_8192_SHA512,
+            Algorithm::ES256 => &sig::ECDSA_P256_SHA256_FIXED,
+            Algorithm::ES384 => &sig::ECDSA_P384_SHA384_FIXED,
+            Algorithm::EdDSA => &sig::ED25519,
+            other => return Err(format!("{} is not an asymmetric signature algorithm", alg_name(other))),
+        };
+        let verifier = sig::ParsedPublicKey::new(verify_alg, public)
+            .map_err(|_| format!("not a usable public key for {}", alg_name(alg)))?;
+        let digest = crate::secret::sha256(&[alg_name(alg).as_bytes(), public]);
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        Ok(VerifyKey {
+            kid: kid.to_string(),
+            alg,
+            verifier,
+            fingerprint: u64::from_le_bytes(first),
+        })
+    }
+
+    /// Check `signature` over `signing_input` with this key's own algorithm.
+    pub fn verify(&self, signing_input: &[u8], signature: &[u8]) -> bool {
+        self.verifier.verify_sig(signing_input, signature).is_ok()
+    }
+}
 
 /// One signing key of a realm: the private half signs, the public half verifies.
 pub struct SigningKey {
     pub kid: String,
     pub alg: Algorithm,
     signer: Signer,
-    verifier: sig::ParsedPublicKey,
+    /// The public half, which verifies what this key signed.
+    pub public: Arc<VerifyKey>,
     /// `base64url({"alg","kid","typ":"JWT"})`, computed once.
     header_b64: String,
     /// This key's entry in the realm JWKS.
@@ -103,46 +160,22 @@ impl SigningKey {
             }
             .map_err(|_| format!("not a {curve} EC private key, as {} needs", alg_name(alg)))
         };
-        let (signer, verify_alg): (Signer, &'static dyn sig::VerificationAlgorithm) = match alg {
-            Algorithm::RS256 => (
-                Signer::Rsa(rsa(der)?, &sig::RSA_PKCS1_SHA256),
-                &sig::RSA_PKCS1_2048_8192_SHA256,
-            ),
-            Algorithm::RS384 => (
-                Signer::Rsa(rsa(der)?, &sig::RSA_PKCS1_SHA384),
-                &sig::RSA_PKCS1_2048_8192_SHA384,
-            ),
-            Algorithm::RS512 => (
-                Signer::Rsa(rsa(der)?, &sig::RSA_PKCS1_SHA512),
-                &sig::RSA_PKCS1_2048_8192_SHA512,
-            ),
-            Algorithm::PS256 => (
-                Signer::Rsa(rsa(der)?, &sig::RSA_PSS_SHA256),
-                &sig::RSA_PSS_2048_8192_SHA256,
-            ),
-            Algorithm::PS384 => (
-                Signer::Rsa(rsa(der)?, &sig::RSA_PSS_SHA384),
-                &sig::RSA_PSS_2048_8192_SHA384,
-            ),
-            Algorithm::PS512 => (
-                Signer::Rsa(rsa(der)?, &sig::RSA_PSS_SHA512),
-                &sig::RSA_PSS_2048_8192_SHA512,
-            ),
-            Algorithm::ES256 => (
-                Signer::Ecdsa(ec(&sig::ECDSA_P256_SHA256_FIXED_SIGNING, "P-256")?),
-                &sig::ECDSA_P256_SHA256_FIXED,
-            ),
-            Algorithm::ES384 => (
-                Signer::Ecdsa(ec(&sig::ECDSA_P384_SHA384_FIXED_SIGNING, "P-384")?),
-                &sig::ECDSA_P384_SHA384_FIXED,
-            ),
+        let signer = match alg {
+            Algorithm::RS256 => Signer::Rsa(rsa(der)?, &sig::RSA_PKCS1_SHA256),
+            Algorithm::RS384 => Signer::Rsa(rsa(der)?, &sig::RSA_PKCS1_SHA384),
+            Algorithm::RS512 => Signer::Rsa(rsa(der)?, &sig::RSA_PKCS1_SHA512),
+            Algorithm::PS256 => Signer::Rsa(rsa(der)?, &sig::RSA_PSS_SHA256),
+            Algorithm::PS384 => Signer::Rsa(rsa(der)?, &sig::RSA_PSS_SHA384),
+            Algorithm::PS512 => Signer::Rsa(rsa(der)?, &sig::RSA_PSS_SHA512),
+            Algorithm::ES256 => Signer::Ecdsa(ec(&sig::ECDSA_P256_SHA256_FIXED_SIGNING, "P-256")?),
+            Algorithm::ES384 => Signer::Ecdsa(ec(&sig::ECDSA_P384_SHA384_FIXED_SIGNING, "P-384")?),
             Algorithm::EdDSA => {
                 if tag != "PRIVATE KEY" {
                     return Err(format!("PEM block {tag:?} is not a PKCS#8 Ed25519 key"));
                 }
                 let kp = sig::Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
                     .map_err(|_| "not an Ed25519 private key, as EdDSA needs".to_string())?;
-                (Signer::Ed25519(kp), &sig::ED25519)
+                Signer::Ed25519(kp)
             }
             other => return Err(format!("{} is not a signing algorithm here", alg_name(other))),
         };
@@ -151,7 +184,7 @@ impl SigningKey {
             Signer::Ecdsa(kp) => kp.public_key().as_ref().to_vec(),
             Signer::Ed25519(kp) => kp.public_key().as_ref().to_vec(),
         };
-        let verifier = sig::ParsedPublicKey::new(verify_alg, &public)
+        let public_key = VerifyKey::from_public(kid, alg, &public)
             .map_err(|_| "public half of the key does not parse".to_string())?;
         let jwk = build_jwk(kid, alg, &signer, &public);
         let header = json!({"alg": alg_name(alg), "typ": "JWT", "kid": kid});
@@ -160,7 +193,7 @@ impl SigningKey {
             kid: kid.to_string(),
             alg,
             signer,
-            verifier,
+            public: Arc::new(public_key),
             header_b64,
             jwk,
         })
@@ -172,13 +205,14 @@ impl SigningKey {
         out.push_str(&self.header_b64);
         out.push('.');
         B64.encode_string(claims_json, &mut out);
-        let signature = self.raw_sign(out.as_bytes())?;
+        let signature = self.sign_input(out.as_bytes())?;
         out.push('.');
         B64.encode_string(signature, &mut out);
         Ok(out)
     }
 
-    fn raw_sign(&self, msg: &[u8]) -> Result<Vec<u8>, String> {
+    /// The signature over a JWS signing input `msg` (`header.claims`, both base64url).
+    pub fn sign_input(&self, msg: &[u8]) -> Result<Vec<u8>, String> {
         let rng = SystemRandom::new();
         match &self.signer {
             Signer::Rsa(kp, enc) => {
@@ -197,7 +231,7 @@ impl SigningKey {
 
     /// Check `signature` over `signing_input` with this key's own algorithm.
     pub fn verify(&self, signing_input: &[u8], signature: &[u8]) -> bool {
-        self.verifier.verify_sig(signing_input, signature).is_ok()
+        self.public.verify(signing_input, signature)
     }
 }
 

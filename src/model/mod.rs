@@ -1,0 +1,8 @@
+//! Plain runtime data built by `config` and read by the guard, the issuer and the key engine:
+//! realms, clients, routes. Nothing here validates or decides.
+
+pub mod realm;
+pub mod route;
+
+pub use realm::{Client, ClientKeys, Keys, Realm, RemoteSettings};
+pub use route::{prefix_matches, Route, RouteTable, Upstream};

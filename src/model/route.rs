@@ -1,0 +1,96 @@
+//! Routes as validated from `[[routes]]`, matched by longest prefix on segment boundaries.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// Resolved once, when the config loads (a reload resolves again).
+    pub addr: std::net::SocketAddr,
+    /// host:port as written.
+    pub authority: String,
+    pub tls: bool,
+    /// Host name for SNI and certificate checks (TLS upstreams).
+    pub sni: String,
+}
+
+#[derive(Debug)]
+pub struct Route {
+    /// Normalised: starts with '/', no trailing '/' (except the root route "/").
+    pub prefix: String,
+    /// None: every method.
+    pub methods: Option<Vec<http::Method>>,
+    /// The realm named in `WWW-Authenticate`: the first of `realms`.
+    pub realm: String,
+    /// Realms whose tokens the route takes; with several, the token's `iss` picks one.
+    pub realms: Vec<String>,
+    /// All of these ("role" or "client:role").
+    pub roles: Vec<String>,
+    /// At least one of these (when not empty).
+    pub any_roles: Vec<String>,
+    pub audience: Option<String>,
+    pub public: bool,
+    pub upstream: Upstream,
+    pub forward_token: bool,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+}
+
+impl Route {
+    pub fn allows_method(&self, m: &http::Method) -> bool {
+        match &self.methods {
+            None => true,
+            Some(list) => list.iter().any(|x| x == m) || (m == http::Method::HEAD && list.contains(&http::Method::GET)),
+        }
+    }
+}
+
+/// Routes sorted longest prefix first.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    routes: Vec<Arc<Route>>,
+}
+
+impl RouteTable {
+    pub fn new(mut routes: Vec<Route>) -> Self {
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+        RouteTable {
+            routes: routes.into_iter().map(Arc::new).collect(),
+        }
+    }
+
+    /// The route with the longest prefix that `path` (already normalised) falls under.
+    pub fn find(&self, path: &str) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|r| prefix_matches(&r.prefix, path))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.routes.iter()
+    }
+}
+
+/// `/api/orders` matches `/api/orders` and `/api/orders/...`, never `/api/ordersX`.
+pub fn prefix_matches(prefix: &str, path: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_matches_on_segment_boundaries() {
+        assert!(prefix_matches("/api/orders", "/api/orders"));
+        assert!(prefix_matches("/api/orders", "/api/orders/"));
+        assert!(prefix_matches("/api/orders", "/api/orders/7"));
+        assert!(!prefix_matches("/api/orders", "/api/ordersx"));
+        assert!(!prefix_matches("/api/orders", "/api"));
+        assert!(prefix_matches("/", "/anything"));
+    }
+}
