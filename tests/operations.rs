@@ -161,29 +161,6 @@ fn a_hashed_secret_is_accepted_and_the_old_plaintext_refused() {
     }
 }
 
-struct Pki {
-    ca_pem: String,
-    cert_pem: String,
-    key_pem: String,
-}
-
-/// A test CA and a localhost certificate it signed.
-fn pki() -> Pki {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
-    Pki {
-        ca_pem: ca.pem(),
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    }
-}
-
 /// tollgate with a TLS listener on the test PKI's server certificate, beside the plain one;
 /// `server_keys` are more `[server]` lines.
 fn start_with_tls(pki: &Pki, upstream: std::net::SocketAddr, server_keys: &str) -> Tollgate {

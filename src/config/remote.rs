@@ -47,9 +47,6 @@ pub(super) fn keys(c: &mut Checker, name: &str, rf: &RealmFile, issuer: &str) ->
         rf.jwks_max_stale.as_deref(),
         Duration::from_secs(3600),
     );
-    if max_stale < MIN_REFRESH {
-        c.problem(at("jwks_max_stale"), "must be at least 1m");
-    }
     if let Some(path) = &rf.jwks_file {
         for (key, set) in [("jwks_uri", rf.jwks_uri.is_some()), ("ca_file", rf.ca_file.is_some())] {
             if set {

@@ -56,6 +56,8 @@ pub(super) fn build(
         (Some(r), None) => vec![r.clone()],
         (None, None) => match default_realm {
             Some(r) => vec![r.to_string()],
+            // A public route checks no token, so it needs no realm.
+            None if rf.public => Vec::new(),
             None => {
                 c.problem(format!("{key}.realm"), "required (there is no server.default_realm)");
                 Vec::new()

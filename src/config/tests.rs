@@ -170,3 +170,134 @@ fn parse_errors_never_quote_a_value() {
     .to_string();
     assert!(err.contains("`listen`"), "duplicate keys are named: {err}");
 }
+
+const REMOTE: &str = r#"
+[server]
+listen = "127.0.0.1:8080"
+[realms.corp]
+issuer = "https://kc.example.com/realms/corp/"
+jwks_refresh = "10m"
+jwks_max_stale = "2h"
+algorithms = ["RS256", "ES256"]
+roles_claim = "roles"
+[[routes]]
+prefix = "/api"
+realm = "corp"
+roles = ["anything-the-issuer-grants"]
+upstream = "127.0.0.1:9000"
+"#;
+
+#[test]
+fn a_realm_without_signing_keys_is_remote_and_keeps_its_issuer_exactly() {
+    let dir = demo_dir();
+    let snap = load(&write(dir.path(), REMOTE), LoadOptions::default()).unwrap();
+    let realm = snap.realm("corp").unwrap();
+    assert!(realm.is_remote());
+    assert_eq!(
+        realm.issuer, "https://kc.example.com/realms/corp/",
+        "a remote iss is compared as written"
+    );
+    assert!(realm.signer().is_none());
+    let crate::model::Keys::Fetched { settings, .. } = &realm.keys else {
+        panic!("fetched keys expected")
+    };
+    assert_eq!(settings.refresh, Duration::from_secs(600));
+    assert_eq!(settings.max_stale, Duration::from_secs(7200));
+    assert_eq!(
+        settings.algorithms,
+        [jsonwebtoken::Algorithm::RS256, jsonwebtoken::Algorithm::ES256]
+    );
+    assert_eq!(realm.roles_claim.as_deref(), Some("roles"));
+}
+
+#[test]
+fn remote_realm_mistakes_are_each_reported() {
+    let dir = demo_dir();
+    let text = r#"
+[server]
+listen = "127.0.0.1:8080"
+[realms.corp]
+jwks_uri = "ftp://x"
+jwks_file = "missing.json"
+algorithms = ["HS256", "none"]
+jwks_refresh = "5s"
+access_token_lifespan = "5m"
+[realms.corp.clients.c]
+secret = "s"
+[realms.demo]
+roles = ["reader"]
+roles_claim = "roles"
+ca_file = "ca.pem"
+signing_keys = [{ kid = "k1", alg = "RS256", private_key = "demo-rs256.pem" }]
+[[routes]]
+prefix = "/api"
+realms = ["demo", "corp", "demo"]
+roles = ["reader"]
+upstream = "127.0.0.1:9000"
+[[routes]]
+prefix = "/b"
+realm = "demo"
+realms = ["demo"]
+upstream = "127.0.0.1:9000"
+"#;
+    let err = load(&write(dir.path(), text), LoadOptions::default()).unwrap_err();
+    let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
+    for want in [
+        "realms.corp.issuer",
+        "realms.corp.jwks_uri",
+        "realms.corp.algorithms",
+        "realms.corp.jwks_refresh",
+        "realms.corp.access_token_lifespan",
+        "realms.corp.clients",
+        "realms.demo.roles_claim",
+        "realms.demo.ca_file",
+        "routes[0].realms",
+        "routes[1].realms",
+    ] {
+        assert!(keys.contains(&want), "missing {want} in {keys:?}");
+    }
+    assert!(err.to_string().contains("never none or HS*"), "{err}");
+}
+
+#[test]
+fn a_public_route_needs_no_realm_and_a_jwks_file_is_read_at_load() {
+    let dir = demo_dir();
+    let key = crate::token::keys::SigningKey::from_pem(
+        "f1",
+        jsonwebtoken::Algorithm::ES256,
+        &std::fs::read(dir.path().join("demo-es256.pem")).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("corp.json"),
+        serde_json::json!({"keys": [key.jwk, {"kty": "oct", "k": "c2VjcmV0"}]}).to_string(),
+    )
+    .unwrap();
+    let text = r#"
+[server]
+listen = "127.0.0.1:8080"
+[realms.corp]
+issuer = "https://idp.example"
+jwks_file = "corp.json"
+[realms.other]
+issuer = "https://other.example"
+[[routes]]
+prefix = "/open"
+public = true
+upstream = "127.0.0.1:9000"
+"#;
+    let snap = load(&write(dir.path(), text), LoadOptions::default()).unwrap();
+    let crate::model::Keys::File(set) = &snap.realm("corp").unwrap().keys else {
+        panic!("file keys expected")
+    };
+    assert!(set.get("f1").is_some());
+    assert!(
+        snap.files.iter().any(|f| f.ends_with("corp.json")),
+        "the JWKS file is watched"
+    );
+    assert!(
+        snap.warnings.iter().any(|w| w.contains("never trusted")),
+        "{:?}",
+        snap.warnings
+    );
+}

@@ -145,7 +145,7 @@ fn decide(
     method: &http::Method,
     authorization: Option<&[u8]>,
     now: u64,
-    refetch: &mut Option<tokio::sync::watch::Receiver<u64>>,
+    refetch: &mut Option<Refetch>,
 ) -> Result<Allowed, Denied> {
     if !route.allows_method(method) {
         let allow = route
@@ -176,7 +176,7 @@ fn decide(
         Some(Err(reason)) => return Err(invalid(reason)),
         Some(Ok(t)) => t,
     };
-    let identity = match cached(t.cache, snap, route, credentials, now)? {
+    let identity = match cached(t.cache, snap, route, credentials, now, refetch)? {
         Some(id) => id,
         None => verify_fresh(t.cache, snap, route, credentials, now, refetch)?,
     };
@@ -221,20 +221,26 @@ fn roles(route: &Route, identity: &Identity) -> Result<(), Denied> {
     Ok(())
 }
 
-/// The keys `realm` verifies with now, or why there are none.
-fn keys_of<'r>(realm: &'r Realm, now: u64) -> Result<KeysNow<'r>, Denied> {
+/// The keys `realm` verifies with now, or why there are none (and, while its first fetch is
+/// under way, what to wait on for it).
+fn keys_of<'r>(realm: &'r Realm, now: u64, wait: &mut Option<Refetch>) -> Result<KeysNow<'r>, Denied> {
     match &realm.keys {
         Keys::Local { verify, .. } => Ok(KeysNow::Borrowed(verify)),
         Keys::File(set) => Ok(KeysNow::Borrowed(set)),
         Keys::Fetched { settings, live } => match live.usable(now, settings.max_stale) {
             Ok(fetched) => Ok(KeysNow::Fetched(fetched)),
-            Err(u) => Err(Denied::Unavailable {
-                realm: realm.name.clone(),
-                retry_after: u.retry_after,
-            }),
+            Err(u) => {
+                *wait = live.first_fetch();
+                Err(Denied::Unavailable {
+                    realm: realm.name.clone(),
+                    retry_after: u.retry_after,
+                })
+            }
         },
     }
 }
+
+type Refetch = tokio::sync::watch::Receiver<u64>;
 
 enum KeysNow<'r> {
     Borrowed(&'r KeySet),
@@ -258,6 +264,7 @@ fn cached(
     route: &Route,
     credentials: &[u8],
     now: u64,
+    wait: &mut Option<Refetch>,
 ) -> Result<Option<Arc<Identity>>, Denied> {
     let Some(hit) = cache.get(credentials) else {
         return Ok(None);
@@ -267,7 +274,7 @@ fn cached(
         Some(r) if r.verify_tag == hit.realm_tag && route.realms.contains(&r.name) => r,
         _ => return Ok(None),
     };
-    if !keys_of(realm, now)?.set().still(&hit.kid, hit.key_fingerprint) {
+    if !keys_of(realm, now, wait)?.set().still(&hit.kid, hit.key_fingerprint) {
         return Ok(None);
     }
     let leeway = realm.leeway.as_secs();
@@ -291,7 +298,7 @@ fn verify_fresh(
     route: &Route,
     credentials: &[u8],
     now: u64,
-    refetch: &mut Option<tokio::sync::watch::Receiver<u64>>,
+    refetch: &mut Option<Refetch>,
 ) -> Result<Arc<Identity>, Denied> {
     let invalid = |realm: &str, reason| Denied::InvalidToken {
         realm: realm.to_string(),
@@ -299,7 +306,7 @@ fn verify_fresh(
     };
     let token = bearer::token_text(credentials).map_err(|r| invalid(&route.realm, r))?;
     let realm = pick_realm(snap, route, token).ok_or_else(|| invalid(&route.realm, TokenError::WrongIssuer))?;
-    let keys = keys_of(realm, now)?;
+    let keys = keys_of(realm, now, refetch)?;
     match token::verify(keys.set(), &realm.rules(), token, now, Expect::Access) {
         Ok(v) => {
             let id = Arc::new(v.identity);

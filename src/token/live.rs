@@ -135,6 +135,13 @@ impl LiveKeys {
         Some(self.generation.subscribe())
     }
 
+    /// While the first fetch is still under way, what to wait on for its end (a request that
+    /// comes right after start need not be refused for keys that are a few milliseconds away).
+    pub fn first_fetch(&self) -> Option<watch::Receiver<u64>> {
+        let rx = self.generation.subscribe();
+        (self.status.lock().attempts == 0).then_some(rx)
+    }
+
     /// Resolves when a request has asked for a refetch (the engine waits on it between fetches).
     pub async fn woken(&self) {
         self.wake.notified().await
