@@ -47,6 +47,7 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
         &[("/etc/tollgate/keys/services-1.pem", "demo-es256.pem")],
     ),
     ("deploy/central-issuer/reports-sidecar.toml", &[]),
+    ("bench/compare.toml", &[("demo-rs256.pem", "demo-rs256.pem")]),
 ];
 
 #[test]
