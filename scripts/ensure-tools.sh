@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Install the build-time system tools tollgate needs where they are missing:
-# cmake (pingora's zlib-ng) and, for the demo, curl. Debian/Ubuntu (apt-get) only.
+# Install the system tools tollgate's build and tests need where they are missing: cmake
+# (pingora's zlib-ng), redis-server (the tests of the shared store start their own), and what
+# the caller names (the demo asks for curl). Debian/Ubuntu (apt-get) only.
 set -euo pipefail
 need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 for tool in "$@"; do
   command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
 done
