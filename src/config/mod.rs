@@ -166,7 +166,6 @@ impl Checker<'_> {
 
 /// Read, parse and validate the config at `path`.
 pub fn load(path: &Path, opts: LoadOptions) -> Result<Snapshot, ConfigError> {
-    use sha2::Digest;
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigError(vec![Problem {
             file: path.to_path_buf(),
@@ -174,6 +173,17 @@ pub fn load(path: &Path, opts: LoadOptions) -> Result<Snapshot, ConfigError> {
             reason: format!("cannot read: {e}"),
         }])
     })?;
+    load_text(path, &text, opts)
+}
+
+/// Parse and validate config `text` as if read from `path` (key files are found beside it):
+/// for tests that build a snapshot in memory.
+pub fn load_str(path: &Path, text: &str) -> Result<Snapshot, ConfigError> {
+    load_text(path, text, LoadOptions::default())
+}
+
+fn load_text(path: &Path, text: &str, opts: LoadOptions) -> Result<Snapshot, ConfigError> {
+    use sha2::Digest;
     let mut hasher = sha2::Sha256::new();
     hasher.update(text.as_bytes());
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -185,10 +195,10 @@ pub fn load(path: &Path, opts: LoadOptions) -> Result<Snapshot, ConfigError> {
         files: vec![path.to_path_buf()],
         hasher,
     };
-    let parsed: FileConfig = match toml::from_str(&text) {
+    let parsed: FileConfig = match toml::from_str(text) {
         Ok(f) => f,
         Err(e) => {
-            let key = e.span().map(|s| line_of(&text, s.start)).unwrap_or_default();
+            let key = e.span().map(|s| line_of(text, s.start)).unwrap_or_default();
             // Quote the text only where it is a key: a value could be a secret.
             let near = e
                 .span()

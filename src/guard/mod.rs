@@ -336,3 +336,6 @@ fn pick_realm<'s>(snap: &'s Snapshot, route: &Route, token: &str) -> Option<&'s 
         .filter_map(|r| snap.realm(r))
         .find(|r| r.issuer == iss)
 }
+
+#[cfg(test)]
+mod tests;
