@@ -181,6 +181,7 @@ fn bench_verify_and_guard(c: &mut Criterion) {
     let tables = Tables {
         cache: &state.token_cache,
         store: &*state.store,
+        limits: &state.rate_limits,
     };
     let header = format!("Bearer {token}");
     let get = http::Method::GET;

@@ -271,6 +271,7 @@ impl ProxyHttp for Tollgate {
         let tables = Tables {
             cache: &self.state.token_cache,
             store: &*self.state.store,
+            limits: &self.state.rate_limits,
         };
         let mut verdict = guard::check(tables, &snap, &method, &ctx.path, authorization, http_util::now());
         if let Err(Refused { refetch: Some(rx), .. }) = &mut verdict {

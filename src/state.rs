@@ -22,6 +22,8 @@ pub struct State {
     pub throttle: Throttle,
     /// The live keys of the remote realms, kept across reloads.
     pub remote: crate::remote::Registry,
+    /// Routes' per-client rate-limit buckets.
+    pub rate_limits: crate::guard::ratelimit::RateLimits,
 }
 
 impl State {
@@ -37,6 +39,7 @@ impl State {
             token_cache: TokenCache::default(),
             throttle: Throttle::default(),
             remote,
+            rate_limits: Default::default(),
         };
         state.note_config();
         Arc::new(state)

@@ -168,4 +168,41 @@ pub struct RouteFile {
     pub connect_timeout: Option<String>,
     /// Time allowed between reads from the upstream. Default "30s".
     pub read_timeout: Option<String>,
+    /// Scopes the token's space-separated `scope` must all hold.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Claims the token must carry: equal to the string, or one of the list; "a.b" reaches
+    /// nested objects; a claim that is a list matches when it holds the value.
+    #[serde(default)]
+    pub claims: BTreeMap<String, ClaimFile>,
+    /// Extra identity headers from claims: header name → claim name.
+    #[serde(default)]
+    pub claim_headers: BTreeMap<String, String>,
+    /// Requests per client (the token's `azp`) on this route: "N/s" or "N/m".
+    pub rate_limit: Option<String>,
+    /// Browser callers: answered preflights and CORS headers for the allowed origins.
+    pub cors: Option<CorsFile>,
+}
+
+/// A claim predicate: one value, or any of several.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum ClaimFile {
+    One(String),
+    Any(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsFile {
+    /// Allowed origins ("https://app.example.com"), or ["*"].
+    pub origins: Vec<String>,
+    /// Methods a preflight allows. Default: the route's methods, else GET, HEAD, POST.
+    pub methods: Option<Vec<String>>,
+    /// Request headers a preflight allows. Default: Authorization, Content-Type.
+    pub headers: Option<Vec<String>>,
+    /// How long a browser may cache a preflight answer. Default "5m".
+    pub max_age: Option<String>,
+    /// Allow credentials (cookies, HTTP auth) from the allowed origins. Default false.
+    pub credentials: Option<bool>,
 }

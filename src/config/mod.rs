@@ -2,6 +2,7 @@
 //! everything, and builds an immutable [`Snapshot`], or returns every problem at once.
 
 pub mod file;
+mod policy;
 mod realm;
 pub mod remote;
 mod route;

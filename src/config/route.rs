@@ -94,6 +94,7 @@ pub(super) fn build(
         rf.read_timeout.as_deref(),
         Duration::from_secs(30),
     );
+    let policy = super::policy::build(c, key, rf);
     if c.problems.len() > before {
         return None;
     }
@@ -111,6 +112,7 @@ pub(super) fn build(
         forward_token: rf.forward_token.unwrap_or(true),
         connect_timeout,
         read_timeout,
+        policy,
     })
 }
 

@@ -135,6 +135,7 @@ mod tests {
             nbf: None,
             typ: "Bearer".into(),
             headers: None,
+            claims: serde_json::Value::Null,
         })
     }
 

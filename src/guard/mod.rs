@@ -3,6 +3,8 @@
 pub mod bearer;
 pub mod cache;
 pub mod path;
+pub mod policy;
+pub mod ratelimit;
 
 use crate::config::Snapshot;
 use crate::http_util::{quote, Reply};
@@ -34,6 +36,20 @@ pub enum Denied {
         realm: String,
         retry_after: u64,
     },
+    /// The token's `scope` lacks some of the route's `scopes` (all of which are named).
+    MissingScope {
+        realm: String,
+        scopes: String,
+    },
+    /// A claim the route requires is missing or has another value.
+    ClaimMismatch {
+        realm: String,
+        claim: String,
+    },
+    /// The client used up the route's rate limit.
+    RateLimited {
+        retry_after: u64,
+    },
 }
 
 impl Denied {
@@ -47,6 +63,9 @@ impl Denied {
             Denied::InvalidToken { .. } => "invalid_token",
             Denied::InsufficientScope { .. } => "insufficient_scope",
             Denied::Unavailable { .. } => "keys_unavailable",
+            Denied::MissingScope { .. } => "insufficient_scope",
+            Denied::ClaimMismatch { .. } => "claim",
+            Denied::RateLimited { .. } => "rate_limited",
         }
     }
 
@@ -84,6 +103,32 @@ impl Denied {
                 &format!("the signing keys of realm {realm} cannot be fetched from its issuer now"),
             )
             .header("retry-after", retry_after.to_string()),
+            Denied::MissingScope { realm, scopes } => Reply::error(
+                403,
+                "insufficient_scope",
+                &format!("token lacks the scope(s) this route requires: {scopes}"),
+            )
+            .header(
+                "www-authenticate",
+                format!(
+                    "Bearer realm={}, error=\"insufficient_scope\", scope={}",
+                    quote(realm),
+                    quote(scopes)
+                ),
+            ),
+            Denied::ClaimMismatch { realm, claim } => Reply::error(
+                403,
+                "insufficient_scope",
+                &format!("token's {claim} claim does not allow this route"),
+            )
+            .header(
+                "www-authenticate",
+                format!("Bearer realm={}, error=\"insufficient_scope\"", quote(realm)),
+            ),
+            Denied::RateLimited { retry_after } => {
+                Reply::error(429, "rate_limited", "too many requests from this client on this route")
+                    .header("retry-after", retry_after.to_string())
+            }
         }
     }
 }
@@ -106,11 +151,13 @@ pub struct Refused {
     pub refetch: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
-/// What the guard reads besides the snapshot: the verified-token cache and the revocations.
+/// What the guard reads besides the snapshot: the verified-token cache, the revocations and
+/// the rate-limit buckets.
 #[derive(Clone, Copy)]
 pub struct Tables<'a> {
     pub cache: &'a TokenCache,
     pub store: &'a dyn Store,
+    pub limits: &'a ratelimit::RateLimits,
 }
 
 /// Decide a request whose path is already normalised.
@@ -193,6 +240,14 @@ fn decide(
         }
     }
     roles(route, &identity)?;
+    if let Some(p) = &route.policy {
+        policy::check(p, &identity)?;
+        if let Some(rate) = p.rate_limit {
+            t.limits
+                .take(&route.prefix, &identity.client_id, rate, std::time::Instant::now())
+                .map_err(|retry_after| Denied::RateLimited { retry_after })?;
+        }
+    }
     Ok(Allowed {
         route: route.clone(),
         identity: Some(identity),

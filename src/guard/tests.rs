@@ -56,6 +56,7 @@ struct Fixture {
     corp: SigningKey,
     cache: TokenCache,
     store: MemoryStore,
+    limits: ratelimit::RateLimits,
 }
 
 fn fixture() -> Fixture {
@@ -82,6 +83,7 @@ fn fixture() -> Fixture {
         corp,
         cache: TokenCache::default(),
         store: MemoryStore::default(),
+        limits: Default::default(),
     }
 }
 
@@ -102,6 +104,7 @@ fn decide_at(f: &Fixture, method: &str, path: &str, token: Option<&str>, now: u6
     let t = Tables {
         cache: &f.cache,
         store: &f.store,
+        limits: &f.limits,
     };
     let method = http::Method::from_bytes(method.as_bytes()).unwrap();
     check(t, &f.snap, &method, path, header.as_deref().map(str::as_bytes), now).map_err(|r| r.denied)
@@ -231,6 +234,7 @@ fn a_remote_realm_without_keys_yet_is_unavailable_and_asks_to_wait_for_its_first
     let t = Tables {
         cache: &f.cache,
         store: &f.store,
+        limits: &f.limits,
     };
     let refused = check(t, &f.snap, &http::Method::GET, "/late", Some(header.as_bytes()), NOW).unwrap_err();
     assert!(matches!(refused.denied, Denied::Unavailable { ref realm, .. } if realm == "late"));
@@ -260,6 +264,7 @@ fn a_cached_verification_does_not_outlive_its_key() {
     let t = Tables {
         cache: &f.cache,
         store: &f.store,
+        limits: &f.limits,
     };
     let header = format!("Bearer {token}");
     let denied = check(t, &snap, &http::Method::GET, "/api/x", Some(header.as_bytes()), NOW)

@@ -34,6 +34,50 @@ pub struct Route {
     pub forward_token: bool,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// Scopes, claims, claim headers, rate limit and CORS; `None` when the route has none.
+    pub policy: Option<Box<Policy>>,
+}
+
+/// What a route asks of a token beyond roles, and how it treats browser callers.
+#[derive(Debug, Default)]
+pub struct Policy {
+    /// All of these in the token's `scope`.
+    pub scopes: Vec<String>,
+    /// Each claim (a dotted path) must equal one of its values.
+    pub claims: Vec<(Vec<String>, Vec<String>)>,
+    /// Extra identity headers: (header name, claim path).
+    pub claim_headers: Vec<(http::HeaderName, Vec<String>)>,
+    pub rate_limit: Option<Rate>,
+    pub cors: Option<Cors>,
+}
+
+/// A rate as a token bucket: `per` requests per `period`, bursting up to `per`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    pub per: u32,
+    pub period: Duration,
+}
+
+#[derive(Debug)]
+pub struct Cors {
+    /// Allowed origins, lower-cased; empty with `any`.
+    pub origins: Vec<String>,
+    pub any: bool,
+    pub methods: String,
+    pub headers: String,
+    pub max_age: Duration,
+    pub credentials: bool,
+}
+
+impl Cors {
+    /// The `Access-Control-Allow-Origin` value for `origin`, if it is allowed.
+    pub fn allow(&self, origin: &str) -> Option<String> {
+        if self.any && !self.credentials {
+            return Some("*".into());
+        }
+        let lower = origin.to_ascii_lowercase();
+        (self.any || self.origins.contains(&lower)).then(|| origin.to_string())
+    }
 }
 
 impl Route {

@@ -32,6 +32,8 @@ pub struct Identity {
     /// The values of [`IDENTITY_HEADERS`], made once per token (the verified-token cache keeps
     /// them, so a request copies no claim); `None` if a claim cannot be a header value.
     pub headers: Option<[HeaderValue; 5]>,
+    /// Every claim of the token, for route policies (claims, claim headers).
+    pub claims: serde_json::Value,
 }
 
 impl Identity {
@@ -76,6 +78,7 @@ mod tests {
                 nbf: None,
                 typ: "Bearer".into(),
                 headers: None,
+                claims: serde_json::Value::Null,
             }
             .with_headers()
         };

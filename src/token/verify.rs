@@ -199,13 +199,14 @@ pub fn verify(keys: &KeySet, rules: &Rules, token: &str, now: u64, expect: Expec
         return Err(TokenError::BadSignature);
     }
     let claim_bytes = B64.decode(c64).map_err(|_| TokenError::MalformedClaims)?;
-    let claims: Claims = serde_json::from_slice(&claim_bytes).map_err(|_| TokenError::MalformedClaims)?;
+    let all: Value = serde_json::from_slice(&claim_bytes).map_err(|_| TokenError::MalformedClaims)?;
+    let claims = Claims::deserialize(&all).map_err(|_| TokenError::MalformedClaims)?;
     let mut identity = check_claims(rules, claims, now, expect)?;
     if let Some(claim) = rules.roles_claim {
-        let all: Value = serde_json::from_slice(&claim_bytes).map_err(|_| TokenError::MalformedClaims)?;
         identity.roles = roles_at(&all, claim);
         identity = identity.with_headers();
     }
+    identity.claims = all;
     Ok(Verified {
         identity,
         key: key.clone(),
@@ -302,6 +303,7 @@ fn check_claims(rules: &Rules, claims: Claims, now: u64, expect: Expect) -> Resu
         nbf,
         typ,
         headers: None,
+        claims: Value::Null,
     }
     .with_headers())
 }
