@@ -18,7 +18,7 @@ REPEAT=${REPEAT:-5}
 CONNS=${CONNS:-16}
 ALL_PAIRS="remote_vs_local:/remote/x:/local/x:1.05"
 PAIRS=${PAIRS:-}
-BIN="$ROOT/target/release/tollgate"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/tollgate"
 
 log() { printf '%s\n' "$*" >&2; }
 die() { log "compare: $*"; exit 1; }
