@@ -2,6 +2,7 @@
 //! upstream that answers with what it received.
 #![allow(dead_code)]
 
+pub mod cut;
 pub mod echo;
 pub mod jwks;
 pub mod redis;
