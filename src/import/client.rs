@@ -73,7 +73,8 @@ fn salt(realm: &str, id: &str) -> [u8; 16] {
     s
 }
 
-/// How the client authenticates; None when tollgate cannot authenticate it at all.
+/// How the client authenticates (Missing, with a line, when the export does not hold it); Err
+/// when tollgate cannot authenticate it at all.
 fn credential(
     ctx: &RealmCtx,
     id: &str,

@@ -273,7 +273,7 @@ fn client(out: &mut String, realm_table: &str, c: &ClientOut) {
         Credential::Missing => {
             comment(
                 out,
-                "secret = \"...\"   # required: the export does not hold it (`tollgate hash-secret` hashes it)",
+                "secret = \"...\" (or jwks = \"FILE\")   # required: the export does not hold it; `tollgate hash-secret` hashes a secret",
             );
         }
     }
