@@ -400,6 +400,28 @@ fn with_keys_the_output_loads_as_it_is_and_stays_the_same() {
 }
 
 #[test]
+fn users_in_the_files_kc_sh_export_dir_writes_count_as_in_the_realm_file() {
+    let whole = tempfile::tempdir().unwrap();
+    assert_eq!(import_into(&fixture("ci-realm.json"), whole.path()).code, 0);
+    // `kc.sh export --dir` writes the users apart, 50 to a file, beside <realm>-realm.json.
+    let split = tempfile::tempdir().unwrap();
+    let mut realm = read_json(&fixture("ci-realm.json"));
+    let users = realm.as_object_mut().unwrap().remove("users").unwrap();
+    let (first, rest) = users.as_array().unwrap().split_at(1);
+    std::fs::write(split.path().join("ci-realm.json"), realm.to_string()).unwrap();
+    for (n, part) in [first, rest].iter().enumerate() {
+        let file = json!({ "realm": "ci", "users": part });
+        std::fs::write(split.path().join(format!("ci-users-{n}.json")), file.to_string()).unwrap();
+    }
+    let out = tempfile::tempdir().unwrap();
+    assert_eq!(import_into(&split.path().join("ci-realm.json"), out.path()).code, 0);
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("proxy.toml")).unwrap(),
+        std::fs::read_to_string(whole.path().join("proxy.toml")).unwrap()
+    );
+}
+
+#[test]
 fn exit_codes_follow_the_contract() {
     let dir = tempfile::tempdir().unwrap();
     let not_realm = dir.path().join("clients.json");
