@@ -7,6 +7,7 @@ pub mod config;
 pub mod connections;
 pub mod guard;
 pub mod http_util;
+pub mod import;
 pub mod issuer;
 pub mod listener;
 pub mod logging;

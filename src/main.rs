@@ -1,4 +1,4 @@
-//! The `tollgate` command line: run, check, keygen, hash-secret.
+//! The `tollgate` command line: run, check, keygen, hash-secret, import-keycloak.
 
 use clap::{Parser, Subcommand};
 use std::io::Read;
@@ -38,6 +38,18 @@ enum Command {
     },
     /// Read a client secret on stdin and print its argon2id PHC string.
     HashSecret,
+    /// Write the proxy.toml equivalent to a Keycloak realm export; list what it leaves out.
+    ImportKeycloak {
+        /// The realm export (JSON of `kc.sh export` or the admin console's partial export).
+        file: PathBuf,
+        /// Write the config here (default: stdout); JWKS files go beside it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Generate a signing key per realm in this folder and write a listener, so the
+        /// config loads as it is.
+        #[arg(long)]
+        keys: Option<PathBuf>,
+    },
 }
 
 fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
@@ -104,6 +116,7 @@ fn main() -> ExitCode {
         Some(Command::Check) => check(&cli.config),
         Some(Command::Keygen { alg, out }) => keygen(&alg, &out),
         Some(Command::HashSecret) => hash_secret(),
+        Some(Command::ImportKeycloak { file, out, keys }) => import_keycloak(&file, out.as_deref(), keys.as_deref()),
     }
 }
 
@@ -195,6 +208,39 @@ fn hash_secret() -> ExitCode {
             eprintln!("tollgate: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Exit 0 when the output is complete, 3 when something was left out (each on a line of
+/// stderr), 1 when the file is not a realm export.
+fn import_keycloak(file: &Path, out: Option<&Path>, keys: Option<&Path>) -> ExitCode {
+    use tollgate::import::{run, RunError};
+    if !file.is_file() {
+        return usage_error(format!("realm export {} not found", file.display()));
+    }
+    match run(file, out, keys) {
+        Ok(ran) => {
+            if out.is_none() {
+                print!("{}", ran.toml);
+            } else {
+                for p in &ran.wrote {
+                    println!("wrote {}", p.display());
+                }
+            }
+            for line in &ran.left_out {
+                eprintln!("left out: {line}");
+            }
+            if ran.left_out.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            }
+        }
+        Err(RunError::NotAnExport(why)) => {
+            eprintln!("tollgate: {} is not a Keycloak realm export: {why}", file.display());
+            ExitCode::from(1)
+        }
+        Err(RunError::Io(why)) => usage_error(why),
     }
 }
 

@@ -142,7 +142,12 @@ pub fn dummy_verify(hashed: bool) {
 pub fn hash_secret(secret: &str) -> Result<String, String> {
     let mut salt_bytes = [0u8; 16];
     aws_lc_rs::rand::fill(&mut salt_bytes).map_err(|_| "no randomness")?;
-    let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| e.to_string())?;
+    hash_secret_with_salt(secret, &salt_bytes)
+}
+
+/// An argon2id PHC string for `secret` with the salt given (tollgate's argon2 parameters).
+pub fn hash_secret_with_salt(secret: &str, salt_bytes: &[u8]) -> Result<String, String> {
+    let salt = SaltString::encode_b64(salt_bytes).map_err(|e| e.to_string())?;
     Argon2::default()
         .hash_password(secret.as_bytes(), &salt)
         .map(|h| h.to_string())

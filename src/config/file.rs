@@ -130,7 +130,7 @@ pub struct ClientFile {
     /// Granted only when asked for in the `scope` parameter.
     #[serde(default)]
     pub optional_scopes: Vec<String>,
-    /// `aud` claim. Default: the clients of the token's client roles, else "account".
+    /// `aud` claim. Default: the clients of the token's client roles, else "account"; [] = no `aud`.
     pub audience: Option<Vec<String>>,
     /// JWKS file of the client's public keys, for private_key_jwt.
     pub jwks: Option<PathBuf>,

@@ -284,13 +284,7 @@ fn build_client(
         }
     }
     let audience = match &cf.audience {
-        Some(list) if list.is_empty() => {
-            c.problem(
-                format!("{key}.audience"),
-                "must not be empty; leave it out for the default",
-            );
-            Vec::new()
-        }
+        // An empty list: tokens without `aud`, as Keycloak issues them to a client that has none.
         Some(list) => list.clone(),
         None if resource_access.is_empty() => vec!["account".to_string()],
         None => resource_access.keys().cloned().collect(),

@@ -23,6 +23,11 @@ impl<'a> Aud<'a> {
             many => Aud::Many(many),
         }
     }
+
+    /// No audience: the claim is left out, as Keycloak leaves it out.
+    pub fn is_empty(&self) -> bool {
+        matches!(self, Aud::Many([]))
+    }
 }
 
 #[derive(Serialize)]
@@ -32,6 +37,7 @@ pub struct AccessClaims<'a> {
     pub iat: u64,
     pub jti: &'a str,
     pub iss: &'a str,
+    #[serde(skip_serializing_if = "Aud::is_empty")]
     pub aud: Aud<'a>,
     pub sub: &'a str,
     pub typ: &'static str,
