@@ -4,12 +4,10 @@ pub mod admin;
 #[cfg(feature = "mimalloc")]
 pub mod alloc;
 pub mod config;
-pub mod connections;
 pub mod guard;
 pub mod http_util;
 pub mod issuer;
 pub mod keys;
-pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;
@@ -17,3 +15,4 @@ pub mod secret;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod transport;

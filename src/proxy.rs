@@ -209,7 +209,7 @@ impl ProxyHttp for Tollgate {
 
     fn new_ctx(&self) -> Ctx {
         // pingora makes the context as soon as the request head is in.
-        crate::connections::head_read();
+        crate::transport::head_read();
         IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
         Ctx {
             start: Instant::now(),

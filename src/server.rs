@@ -3,21 +3,17 @@
 
 use crate::admin::Admin;
 use crate::config::{self, LoadOptions, Snapshot};
-use crate::connections::Capped;
-use crate::listener::{Endpoint, ProxyService};
 use crate::proxy::{Tollgate, IN_FLIGHT};
 use crate::state::State;
+use crate::transport::{bind_address, prebind, Bound, Capped, Endpoint, Prebound, ProxyService};
 use async_trait::async_trait;
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::ServerConf;
-use pingora::server::{Fds, ListenFds};
 use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
-use pingora::services::Service as ServiceTrait;
-use std::net::{SocketAddr, TcpListener};
-use std::os::fd::IntoRawFd;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -25,87 +21,6 @@ use std::time::Duration;
 
 /// How long SIGTERM waits for in-flight requests before the process exits anyway.
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(30);
-
-/// The listening sockets of one configured address, all bound to `addr`: one per worker with
-/// SO_REUSEPORT (the kernel spreads connections over them), or one alone.
-struct Bound {
-    addr: SocketAddr,
-    sockets: Vec<TcpListener>,
-}
-
-/// Binds `addr` `count` times, before pingora starts, so the startup line is printed only once
-/// every port is held, and a failed bind is a start-up error, not pingora's thirty one-second
-/// retries on a service thread. A port-0 address becomes a concrete free port, which the issuer
-/// and the startup line name.
-///
-/// With SO_REUSEPORT the address is first bound once without it: a port another process holds
-/// (another tollgate included, whose workers use SO_REUSEPORT) fails start-up instead of being
-/// shared. That probe is closed before the workers bind, so a free port it found may be taken
-/// by another process in between; the port is then chosen again, up to five times. A single
-/// socket without SO_REUSEPORT (the admin port, or one runtime for all) is bound once and kept.
-fn bind_address(key: &str, addr: SocketAddr, count: usize, reuseport: bool) -> Result<Bound, String> {
-    const ATTEMPTS: usize = 5;
-    let attempt = || -> std::io::Result<Bound> {
-        if !reuseport {
-            let socket = bind(addr, false)?;
-            return Ok(Bound {
-                addr: socket.local_addr()?,
-                sockets: vec![socket],
-            });
-        }
-        let concrete = probe(addr)?;
-        let sockets = (0..count.max(1))
-            .map(|_| bind(concrete, true))
-            .collect::<std::io::Result<Vec<_>>>()?;
-        Ok(Bound {
-            addr: concrete,
-            sockets,
-        })
-    };
-    let mut tries = 1;
-    loop {
-        match attempt() {
-            Err(e) if addr.port() == 0 && e.kind() == std::io::ErrorKind::AddrInUse && tries < ATTEMPTS => tries += 1,
-            result => return result.map_err(|e| format!("{key}: {e}")),
-        }
-    }
-}
-
-/// Binds `addr` without SO_REUSEPORT and without listening, and returns the address bound: the
-/// port is free unless this fails. A listening probe could take a client's SYN and then close,
-/// and the client would wait out its 1 s SYN retransmission before reaching the workers.
-fn probe(addr: SocketAddr) -> std::io::Result<SocketAddr> {
-    socket_bound_to(addr, false)?
-        .local_addr()?
-        .as_socket()
-        .ok_or_else(|| std::io::Error::other("not an inet socket"))
-}
-
-/// One listening socket: SO_REUSEADDR, SO_REUSEPORT if asked, non-blocking, backlog 65535.
-fn bind(addr: SocketAddr, reuseport: bool) -> std::io::Result<TcpListener> {
-    let s = socket_bound_to(addr, reuseport)?;
-    s.set_nonblocking(true)?;
-    s.listen(65535)?;
-    Ok(s.into())
-}
-
-/// A TCP socket bound to `addr` with SO_REUSEADDR, and SO_REUSEPORT if asked; not listening.
-fn socket_bound_to(addr: SocketAddr, reuseport: bool) -> std::io::Result<socket2::Socket> {
-    use socket2::{Domain, Socket, Type};
-    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    s.set_reuse_address(true)?;
-    s.set_reuse_port(reuseport)?;
-    s.bind(&addr.into())?;
-    Ok(s)
-}
-
-/// A socket bound by [`bind_address`], handed to a pingora listening service through its own fd
-/// table (pingora takes a socket from the table instead of binding when the address is in it).
-fn prebind(addr: SocketAddr, socket: TcpListener) -> ListenFds {
-    let mut fds = Fds::new();
-    fds.add(addr.to_string(), socket.into_raw_fd());
-    Arc::new(parking_lot::Mutex::new(fds))
-}
 
 /// Load the config and run the sidecar until SIGTERM/SIGINT. Returns only on a start-up error.
 pub fn run(config_path: &Path) -> Result<(), String> {
@@ -142,7 +57,7 @@ pub fn run(config_path: &Path) -> Result<(), String> {
         tracing::warn!("{w}");
     }
     let settings = snap.server.clone();
-    let default_max = crate::connections::limits_at_start(settings.max_connections);
+    let default_max = crate::transport::limits_at_start(settings.max_connections);
     let state = State::new(snap, config_path.to_path_buf(), port);
 
     let conf = ServerConf {
@@ -235,36 +150,6 @@ pub fn run(config_path: &Path) -> Result<(), String> {
     std::process::exit(0);
 }
 
-/// A pingora listening service (the admin port) that takes its socket from its own table of
-/// sockets bound by [`prebind`], not from pingora's shared table. `threads` overrides the
-/// service's thread count.
-struct Prebound<A> {
-    svc: Service<A>,
-    fds: ListenFds,
-    threads: Option<usize>,
-}
-
-#[async_trait]
-impl<A> ServiceTrait for Prebound<A>
-where
-    Service<A>: ServiceTrait,
-    A: Send + Sync + 'static,
-{
-    async fn start_service(&mut self, _fds: Option<ListenFds>, shutdown: ShutdownWatch, listeners_per_fd: usize) {
-        self.svc
-            .start_service(Some(self.fds.clone()), shutdown, listeners_per_fd)
-            .await
-    }
-
-    fn name(&self) -> &str {
-        self.svc.name()
-    }
-
-    fn threads(&self) -> Option<usize> {
-        self.threads.or_else(|| self.svc.threads())
-    }
-}
-
 struct Watch {
     state: Arc<State>,
 }
@@ -295,33 +180,5 @@ impl BackgroundService for Drain {
         tracing::info!("drained; exiting");
         crate::logging::flush();
         std::process::exit(0);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses_are_bound_once_per_worker_and_a_held_port_fails() {
-        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let workers = bind_address("server.listen", any, 3, true).unwrap();
-        assert_ne!(workers.addr.port(), 0);
-        assert_eq!(workers.sockets.len(), 3);
-        for s in &workers.sockets {
-            assert_eq!(s.local_addr().unwrap(), workers.addr);
-        }
-        // Held by reuseport sockets of this process: another start on that port is refused.
-        let err = bind_address("server.listen", workers.addr, 2, true).err().unwrap();
-        assert!(err.starts_with("server.listen: "), "{err}");
-        // Held by another program's plain listener: refused too.
-        let other = TcpListener::bind(any).unwrap();
-        assert!(bind_address("server.listen", other.local_addr().unwrap(), 2, true).is_err());
-        // One socket alone, kept: the port it names is held until it is dropped.
-        let admin = bind_address("server.admin_listen", any, 1, false).unwrap();
-        assert_eq!(admin.sockets.len(), 1);
-        assert!(TcpListener::bind(admin.addr).is_err(), "the admin port is held");
-        let err = bind_address("server.admin_listen", admin.addr, 1, false).err().unwrap();
-        assert!(err.starts_with("server.admin_listen: "), "{err}");
     }
 }
