@@ -30,7 +30,7 @@ impl ServeHttp for Admin {
             "/metrics" => {
                 let (revoked, _) = self.state.store.sizes();
                 self.state.metrics.set("tollgate_revoked_tokens", &[], revoked as f64);
-                let open = crate::transport::OPEN.load(std::sync::atomic::Ordering::Relaxed);
+                let open = self.state.counters.open();
                 self.state.metrics.set("tollgate_connections_open", &[], open as f64);
                 self.state
                     .metrics

@@ -4,6 +4,7 @@ pub mod admin;
 #[cfg(feature = "mimalloc")]
 pub mod alloc;
 pub mod config;
+pub mod counters;
 pub mod guard;
 pub mod http_util;
 pub mod issuer;

@@ -3,7 +3,8 @@
 
 use crate::admin::Admin;
 use crate::config::{self, LoadOptions, Snapshot};
-use crate::proxy::{Tollgate, IN_FLIGHT};
+use crate::counters::Counters;
+use crate::proxy::Tollgate;
 use crate::state::State;
 use crate::transport::{bind_address, prebind, Bound, Capped, Endpoint, Prebound, ProxyService};
 use async_trait::async_trait;
@@ -15,7 +16,6 @@ use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -133,7 +133,12 @@ pub fn run(config_path: &Path) -> Result<(), String> {
         });
     }
     server.add_service(background_service("config watcher", Watch { state: state.clone() }));
-    server.add_service(background_service("drain", Drain));
+    server.add_service(background_service(
+        "drain",
+        Drain {
+            counters: state.counters.clone(),
+        },
+    ));
 
     let show = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_else(|| "-".into());
     // A stable line that scripts and tests read to learn the ports.
@@ -163,7 +168,9 @@ impl BackgroundService for Watch {
 
 /// On graceful shutdown pingora stops accepting, then waits its whole grace period; this exits
 /// as soon as the requests in flight are done instead.
-struct Drain;
+struct Drain {
+    counters: Arc<Counters>,
+}
 
 #[async_trait]
 impl BackgroundService for Drain {
@@ -174,7 +181,7 @@ impl BackgroundService for Drain {
         tracing::info!("shutting down: draining requests in flight");
         // Give the listeners a moment to stop accepting before counting.
         tokio::time::sleep(Duration::from_millis(50)).await;
-        while IN_FLIGHT.load(Ordering::Relaxed) > 0 {
+        while self.counters.in_flight() > 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         tracing::info!("drained; exiting");

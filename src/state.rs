@@ -2,6 +2,7 @@
 //! throttles, metrics).
 
 use crate::config::Snapshot;
+use crate::counters::Counters;
 use crate::guard::cache::TokenCache;
 use crate::metrics::Metrics;
 use crate::store::{MemoryStore, Store};
@@ -20,6 +21,8 @@ pub struct State {
     pub store: Arc<dyn Store>,
     pub token_cache: TokenCache,
     pub throttle: Throttle,
+    /// This server's connections open and requests in flight.
+    pub counters: Arc<Counters>,
 }
 
 impl State {
@@ -32,6 +35,7 @@ impl State {
             store: Arc::new(MemoryStore::default()),
             token_cache: TokenCache::default(),
             throttle: Throttle::default(),
+            counters: Arc::default(),
         };
         state.note_config();
         Arc::new(state)

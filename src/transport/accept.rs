@@ -20,7 +20,7 @@
 
 use super::buffered::Buffered;
 use super::capped::Capped;
-use super::limit::Slot;
+use crate::counters::Connection;
 use async_trait::async_trait;
 use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::listeners::tls::Acceptor;
@@ -124,7 +124,7 @@ async fn serve<A>(
     mut l4: L4Stream,
     tls: Option<Arc<Acceptor>>,
     shutdown: ShutdownWatch,
-    _slot: Slot,
+    _slot: Connection,
 ) where
     A: HttpServerApp + Send + Sync + 'static,
 {

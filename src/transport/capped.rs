@@ -16,8 +16,9 @@
 //! gained per-connection work that HTTP/1 connections would now miss.
 
 use super::http1::{serve_http1, IDLE_TIMEOUT};
-use super::limit::{warn_limit_reached, Slot};
+use super::limit::warn_limit_reached;
 use super::sniff::{protocol, Protocol};
+use crate::counters::Connection;
 use crate::state::State;
 use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::protocols::Stream;
@@ -35,7 +36,7 @@ pub struct Capped<A> {
 impl<A: HttpServerApp + Send + Sync + 'static> Capped<A> {
     /// A place under the connection limit for a connection just accepted, or `None` (counted and
     /// warned about) when the limit is reached.
-    pub fn admit(&self) -> Option<Slot> {
+    pub fn admit(&self) -> Option<Connection> {
         let max = self
             .state
             .config
@@ -43,7 +44,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> Capped<A> {
             .server
             .max_connections
             .unwrap_or(self.default_max);
-        let slot = Slot::take(max);
+        let slot = self.state.counters.connect(max);
         if slot.is_none() {
             self.state.metrics.inc("tollgate_connections_refused_total", &[]);
             warn_limit_reached(max);

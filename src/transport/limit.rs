@@ -2,14 +2,12 @@
 //!
 //! No pingora function is replaced here: pingora has no connection limit. A connection holds
 //! ~8 KB while idle and ~30 KB with a request in flight, its upstream side included, so the
-//! limit is what bounds memory; the place itself is a [`Slot`], taken in `capped.rs`.
+//! limit is what bounds memory; the place itself is a [`crate::counters::Connection`], taken in
+//! `capped.rs`.
 
 use crate::config::DEFAULT_MAX_CONNECTIONS;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
-
-/// Client connections open now, over every proxy worker.
-pub static OPEN: AtomicUsize = AtomicUsize::new(0);
 
 /// When the last "limit reached" warning was logged (seconds since the epoch).
 static LAST_WARNING: AtomicU64 = AtomicU64::new(0);
@@ -62,24 +60,6 @@ pub fn limits_at_start(configured: Option<usize>) -> usize {
     default
 }
 
-/// Holds one slot of the count; gives it back when the connection ends, however it ends.
-pub struct Slot;
-
-impl Slot {
-    /// Takes a slot unless `max` are taken.
-    pub fn take(max: usize) -> Option<Slot> {
-        OPEN.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
-            .ok()
-            .map(|_| Slot)
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        OPEN.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 /// Logs that connections are being refused, at most once per [`WARN_EVERY_SECS`].
 pub fn warn_limit_reached(max: usize) {
     let now = SystemTime::now()
@@ -126,19 +106,6 @@ fn raise_open_files_limit() -> std::io::Result<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn slots_stop_at_the_limit_and_come_back_when_dropped() {
-        // OPEN is shared with any other test in this process that takes slots; none does.
-        let base = OPEN.load(Ordering::Acquire);
-        let a = Slot::take(base + 2).expect("first slot");
-        let b = Slot::take(base + 2).expect("second slot");
-        assert!(Slot::take(base + 2).is_none(), "a third slot past the limit");
-        drop(a);
-        let c = Slot::take(base + 2).expect("a slot freed by a closed connection");
-        drop((b, c));
-        assert_eq!(OPEN.load(Ordering::Acquire), base);
-    }
 
     #[test]
     fn the_default_limit_fits_the_open_files_limit() {

@@ -27,7 +27,7 @@ pub use accept::{Endpoint, ProxyService};
 pub use bind::{bind_address, prebind, Bound};
 pub use capped::Capped;
 pub use http1::head_read;
-pub use limit::{limits_at_start, OPEN};
+pub use limit::limits_at_start;
 pub use prebound::Prebound;
 
 /// A connected pair of real sockets: pingora's server side, and the client's.
