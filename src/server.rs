@@ -9,13 +9,14 @@ use crate::state::State;
 use crate::transport::{bind_address, prebind, Bound, Capped, Endpoint, Prebound, ProxyService};
 use async_trait::async_trait;
 use pingora::apps::HttpServerOptions;
-use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::tls::{Acceptor, TlsSettings};
+use pingora::proxy::HttpProxy;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,31 +27,10 @@ pub const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 pub fn run(config_path: &Path) -> Result<(), String> {
     let first = config::load(config_path, LoadOptions::default()).map_err(|e| e.to_string())?;
     crate::logging::init(first.server.log_format_json);
-    let conf_threads = first
-        .server
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
-    let work_stealing = first.server.work_stealing;
-    // Shared-nothing workers (nginx's and Envoy's model): each is a single-threaded runtime with
-    // its own listening sockets (SO_REUSEPORT; the kernel spreads connections) and its own
-    // upstream connection pool, so a request never crosses threads and no socket is polled by
-    // one thread for another. With work stealing, one multi-threaded runtime serves everything.
-    let (services, threads) = if work_stealing {
-        (1, None)
-    } else {
-        (conf_threads, Some(1))
-    };
-    let reuseport = !work_stealing;
-    let bound = |key: &str, a: Option<SocketAddr>, count: usize, reuseport: bool| {
-        a.map(|a| bind_address(key, a, count, reuseport)).transpose()
-    };
-    let mut listen_sockets = bound("server.listen", first.server.listen, services, reuseport)?;
-    let mut tls_sockets = bound("server.tls_listen", first.server.tls_listen, services, reuseport)?;
-    let mut admin_socket = bound("server.admin_listen", first.server.admin_listen, 1, false)?;
-    let listen = listen_sockets.as_ref().map(|b| b.addr);
-    let tls_listen = tls_sockets.as_ref().map(|b| b.addr);
-    let admin = admin_socket.as_ref().map(|b| b.addr);
-    let port = listen.or(tls_listen).map(|a| a.port());
+    let workers = Workers::of(&first.server);
+    let sockets = Sockets::bind(&first.server, &workers)?;
+    let at = sockets.addresses();
+    let port = at.listen.or(at.tls).map(|a| a.port());
     // Load again with the concrete port so default issuers name it.
     let snap: Snapshot = config::load(config_path, LoadOptions { listen_port: port }).map_err(|e| e.to_string())?;
     for w in &snap.warnings {
@@ -60,45 +40,146 @@ pub fn run(config_path: &Path) -> Result<(), String> {
     let default_max = crate::transport::limits_at_start(settings.max_connections);
     let state = State::new(snap, config_path.to_path_buf(), port);
 
-    let conf = ServerConf {
+    let mut server = Server::new_with_opt_and_conf(None, pingora_conf(&settings, &workers));
+    server.bootstrap();
+    let tls = at.tls.map(|_| tls_acceptor(&settings)).transpose()?;
+    let Sockets {
+        listen,
+        tls: tls_sockets,
+        admin,
+    } = sockets;
+    add_proxy_workers(&mut server, &state, &workers, (listen, tls_sockets, tls), default_max);
+    if let Some(admin) = admin {
+        add_admin(&mut server, &state, admin);
+    }
+    add_background(&mut server, &state);
+
+    announce(&at, &state);
+    // `run` returns after SIGINT's quick shutdown; the batched access lines go out before exit.
+    server.run(RunArgs::default());
+    crate::logging::flush();
+    std::process::exit(0);
+}
+
+/// How the proxy's work is spread over threads.
+///
+/// Shared-nothing workers (nginx's and Envoy's model, the default): each is a single-threaded
+/// runtime with its own listening sockets (SO_REUSEPORT; the kernel spreads connections) and its
+/// own upstream connection pool, so a request never crosses threads and no socket is polled by
+/// one thread for another (docs/performance-decisions.md). With work stealing, one
+/// multi-threaded runtime serves everything.
+struct Workers {
+    /// Proxy services: one per worker, or one for all.
+    services: usize,
+    /// Each proxy service's thread count (`None`: pingora's `threads`).
+    threads: Option<usize>,
+    /// `server.threads`, or the number of cores.
+    configured: usize,
+    work_stealing: bool,
+}
+
+impl Workers {
+    fn of(server: &config::ServerSettings) -> Workers {
+        let configured = server
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
+        let work_stealing = server.work_stealing;
+        let (services, threads) = if work_stealing {
+            (1, None)
+        } else {
+            (configured, Some(1))
+        };
+        Workers {
+            services,
+            threads,
+            configured,
+            work_stealing,
+        }
+    }
+}
+
+/// Every listening socket, bound before pingora starts (see [`bind_address`]).
+struct Sockets {
+    listen: Option<Bound>,
+    tls: Option<Bound>,
+    admin: Option<Bound>,
+}
+
+/// The addresses bound, port 0 made concrete.
+struct Addresses {
+    listen: Option<SocketAddr>,
+    tls: Option<SocketAddr>,
+    admin: Option<SocketAddr>,
+}
+
+impl Sockets {
+    /// The proxy's addresses once per worker (SO_REUSEPORT unless work stealing), the admin's once.
+    fn bind(server: &config::ServerSettings, workers: &Workers) -> Result<Sockets, String> {
+        let reuseport = !workers.work_stealing;
+        let bound = |key: &str, a: Option<SocketAddr>, count: usize, reuseport: bool| {
+            a.map(|a| bind_address(key, a, count, reuseport)).transpose()
+        };
+        Ok(Sockets {
+            listen: bound("server.listen", server.listen, workers.services, reuseport)?,
+            tls: bound("server.tls_listen", server.tls_listen, workers.services, reuseport)?,
+            admin: bound("server.admin_listen", server.admin_listen, 1, false)?,
+        })
+    }
+
+    fn addresses(&self) -> Addresses {
+        let addr = |b: &Option<Bound>| b.as_ref().map(|b| b.addr);
+        Addresses {
+            listen: addr(&self.listen),
+            tls: addr(&self.tls),
+            admin: addr(&self.admin),
+        }
+    }
+}
+
+/// pingora's own settings: threads, the SIGTERM grace period, the upstream pool and CA.
+fn pingora_conf(settings: &config::ServerSettings, workers: &Workers) -> ServerConf {
+    ServerConf {
         // Per-worker mode runs each proxy worker, the admin service and the background tasks on
         // one thread apiece.
-        threads: if work_stealing { conf_threads } else { 1 },
+        threads: if workers.work_stealing { workers.configured } else { 1 },
         grace_period_seconds: Some(DRAIN_LIMIT.as_secs()),
         graceful_shutdown_timeout_seconds: Some(1),
         upstream_keepalive_pool_size: 512,
-        work_stealing,
+        work_stealing: workers.work_stealing,
         ca_file: settings
             .upstream_ca_file
             .as_ref()
             .map(|p| p.to_string_lossy().into_owned()),
         ..ServerConf::default()
-    };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
-    server.bootstrap();
+    }
+}
 
-    let server_conf = server.configuration.clone();
-    let tls = match tls_listen {
-        None => None,
-        Some(_) => {
-            let path = |p: &Option<std::path::PathBuf>| {
-                p.as_ref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default()
-            };
-            let mut tls = TlsSettings::intermediate(&path(&settings.tls_cert), &path(&settings.tls_key))
-                .map_err(|e| format!("server.tls_cert/tls_key: {e}"))?;
-            tls.enable_h2();
-            Some(Arc::new(tls.build()))
-        }
-    };
+/// The TLS listener's acceptor: Mozilla's intermediate settings, with HTTP/2 by ALPN.
+fn tls_acceptor(settings: &config::ServerSettings) -> Result<Arc<Acceptor>, String> {
+    let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut tls = TlsSettings::intermediate(&path(&settings.tls_cert), &path(&settings.tls_key))
+        .map_err(|e| format!("server.tls_cert/tls_key: {e}"))?;
+    tls.enable_h2();
+    Ok(Arc::new(tls.build()))
+}
+
+/// The plain and TLS listening sockets of the proxy, and the TLS acceptor.
+type ProxySockets = (Option<Bound>, Option<Bound>, Option<Arc<Acceptor>>);
+
+/// One proxy service per worker (or one for all), each with its own app and upstream pool.
+fn add_proxy_workers(
+    server: &mut Server,
+    state: &Arc<State>,
+    workers: &Workers,
+    sockets: ProxySockets,
+    default_max: usize,
+) {
+    let (mut plain, mut tls_sockets, tls) = sockets;
     let take = |b: &mut Option<Bound>| b.as_mut().and_then(|b| b.sockets.pop());
-    for i in 0..services {
-        let mut app = pingora::proxy::http_proxy(&server_conf, Tollgate { state: state.clone() });
-        let mut opts = HttpServerOptions::default();
-        opts.h2c = true;
-        opts.keepalive_request_limit = Some(10_000);
-        app.server_options = Some(opts);
+    let server_conf = server.configuration.clone();
+    for i in 0..workers.services {
         let mut endpoints = Vec::new();
-        if let Some(socket) = take(&mut listen_sockets) {
+        if let Some(socket) = take(&mut plain) {
             endpoints.push(Endpoint { socket, tls: None });
         }
         if let Some(socket) = take(&mut tls_sockets) {
@@ -108,30 +189,47 @@ pub fn run(config_path: &Path) -> Result<(), String> {
             });
         }
         server.add_service(ProxyService {
-            name: if work_stealing {
+            name: if workers.work_stealing {
                 "tollgate".into()
             } else {
                 format!("tollgate-{i}")
             },
             app: Arc::new(Capped {
-                app: Arc::new(app),
+                app: Arc::new(proxy_app(&server_conf, state)),
                 state: state.clone(),
                 default_max,
             }),
             endpoints,
-            threads,
+            threads: workers.threads,
         });
     }
-    if let (Some(a), Some(socket)) = (admin, take(&mut admin_socket)) {
-        let mut svc = Service::new("admin".to_string(), Admin { state: state.clone() });
-        svc.add_tcp(&a.to_string());
-        let fds = prebind(a, socket);
-        server.add_service(Prebound {
-            svc,
-            fds,
-            threads: None,
-        });
-    }
+}
+
+/// A pingora HTTP proxy app around [`Tollgate`]: cleartext HTTP/2 on, at most 10,000 requests
+/// per client connection.
+fn proxy_app(server_conf: &Arc<ServerConf>, state: &Arc<State>) -> HttpProxy<Tollgate> {
+    let mut app = pingora::proxy::http_proxy(server_conf, Tollgate { state: state.clone() });
+    let mut opts = HttpServerOptions::default();
+    opts.h2c = true;
+    opts.keepalive_request_limit = Some(10_000);
+    app.server_options = Some(opts);
+    app
+}
+
+/// The admin port, served by pingora's listening service on the socket bound at start.
+fn add_admin(server: &mut Server, state: &Arc<State>, mut admin: Bound) {
+    let Some(socket) = admin.sockets.pop() else { return };
+    let mut svc = Service::new("admin".to_string(), Admin { state: state.clone() });
+    svc.add_tcp(&admin.addr.to_string());
+    server.add_service(Prebound {
+        svc,
+        fds: prebind(admin.addr, socket),
+        threads: None,
+    });
+}
+
+/// The config watcher and the SIGTERM drain.
+fn add_background(server: &mut Server, state: &Arc<State>) {
     server.add_service(background_service("config watcher", Watch { state: state.clone() }));
     server.add_service(background_service(
         "drain",
@@ -139,20 +237,14 @@ pub fn run(config_path: &Path) -> Result<(), String> {
             counters: state.counters.clone(),
         },
     ));
+}
 
+/// Prints the listening line, which scripts and tests read to learn the ports, and logs it.
+fn announce(at: &Addresses, state: &State) {
     let show = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_else(|| "-".into());
-    // A stable line that scripts and tests read to learn the ports.
-    println!(
-        "tollgate listening http={} tls={} admin={}",
-        show(listen),
-        show(tls_listen),
-        show(admin)
-    );
-    tracing::info!(http = %show(listen), tls = %show(tls_listen), admin = %show(admin), config_hash = %state.config.load().hash, "tollgate starting");
-    // `run` returns after SIGINT's quick shutdown; the batched access lines go out before exit.
-    server.run(RunArgs::default());
-    crate::logging::flush();
-    std::process::exit(0);
+    let (http, tls, admin) = (show(at.listen), show(at.tls), show(at.admin));
+    println!("tollgate listening http={http} tls={tls} admin={admin}");
+    tracing::info!(%http, %tls, %admin, config_hash = %state.config.load().hash, "tollgate starting");
 }
 
 struct Watch {
