@@ -126,8 +126,8 @@ where
 }
 
 /// Waits on a kept-alive connection until the client sends its next request, holding only the
-/// stream and a [`HEAD_BUFFER`]: pingora's request future and HTTP session (~16 KB) are made
-/// when there is a request to serve. Returns the buffer with the first bytes of the request,
+/// stream and a [`HEAD_BUFFER`]: pingora's request future and HTTP session are made when there
+/// is a request to serve. Returns the buffer with the first bytes of the request,
 /// read in the same system call that ended the wait, for pingora to parse before it reads again
 /// (a head of up to 2 KB takes no other read) and to keep as its request-head buffer.
 /// `None`: close the connection (idle past the keep-alive, closed by the client, an error, or

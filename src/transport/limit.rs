@@ -1,9 +1,8 @@
 //! The client connection limit's default and the open-files limit it has to fit in.
 //!
-//! No pingora function is replaced here: pingora has no connection limit. A connection holds
-//! ~8 KB while idle and ~30 KB with a request in flight, its upstream side included, so the
-//! limit is what bounds memory; the place itself is a [`crate::counters::Connection`], taken in
-//! `capped.rs`.
+//! No pingora function is replaced here: pingora has no connection limit. Every connection holds
+//! memory, more with a request in flight (docs/performance-decisions.md), so the limit is what
+//! bounds it; the place itself is a [`crate::counters::Connection`], taken in `capped.rs`.
 
 use crate::config::DEFAULT_MAX_CONNECTIONS;
 use std::sync::atomic::{AtomicU64, Ordering};
