@@ -1,4 +1,6 @@
 //! tollgate: a pingora sidecar that issues client-credentials tokens and enforces them.
+//!
+//! The request path, the module map and the pingora deviations: docs/architecture.md.
 
 pub mod admin;
 #[cfg(feature = "mimalloc")]
