@@ -14,6 +14,8 @@ test: tools
 lint: tools
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
+	scripts/ensure-tools.sh cargo-machete
+	PATH="$$HOME/.cargo/bin:$$PATH" cargo machete
 
 bench: tools
 	bench/run.sh

@@ -13,6 +13,7 @@
 #   BIN=/tmp/old-tollgate N=4000 LOG=info bench/callgrind.sh
 #   FLOORS=0 bench/callgrind.sh               # tollgate's routes only
 #
+# The report is printed and written to bench/results/<date>-<commit>-callgrind.txt.
 # KEEP=1 keeps the temp dir with the callgrind files (callgrind_annotate --inclusive=yes FILE).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,10 +40,24 @@ fi
 
 WORK=$(mktemp -d /tmp/tollgate-callgrind.XXXXXX)
 PIDS=()
+# What this prints is also this run's record in bench/results/.
+# shellcheck source=bench/results.sh
+. bench/results.sh
+RESULT=$(result_file callgrind)
+exec 3>&1 > >(tee "$RESULT")
+TEE=$!
 cleanup() {
+  local rc=$?
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  wait "${PIDS[@]}" 2>/dev/null || true
   if [ "${KEEP:-0}" = 1 ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
+  exec 1>&3 3>&-
+  wait "$TEE" 2>/dev/null || true
+  if [ "$rc" -eq 0 ]; then
+    echo "callgrind.sh: report in ${RESULT#"$PWD"/}" >&2
+  else
+    rm -f "$RESULT" # a run that did not finish is no result
+  fi
 }
 trap cleanup EXIT
 
@@ -131,6 +146,7 @@ built="$BIN"
 if [ "$BIN" = target/release/tollgate ]; then
   built="$BIN at $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src 2>/dev/null || echo ', src/ modified')"
 fi
+echo "tollgate callgrind  $(date -u '+%Y-%m-%d %H:%M:%S UTC'), $(nproc) cores, $(uname -sr), $(valgrind --version)"
 echo "$built, RUST_LOG=$LOG, $N requests per route"
 for route in authorised:/api/orders/1:bearer public_same_hdr:/public/x:bearer public:/public/x:; do
   IFS=: read -r name path hdr <<<"$route"

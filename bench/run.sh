@@ -9,6 +9,8 @@
 #   DURATION=5 REPEAT=1 bench/run.sh    # quicker, noisier
 #   PROFILE=1 bench/run.sh       # also perf-record tollgate under load and print the top symbols
 #
+# The report is printed and written to bench/results/<date>-<commit>-run.txt.
+#
 # Knobs (environment): DURATION seconds per wrk run (10), REPEAT interleaved rounds of the proxy
 # scenarios (3), ISSUE_REPEAT rounds of the issuance scenarios (2), CONNS wrk connections (16),
 # WRK_THREADS (1), OPEN_CONNS connections of the half-peak open-loop runs (32), PAIRED_DURATION
@@ -550,6 +552,11 @@ START_MAX=$(printf '%s\n' "${STARTS[@]}" | sort -g | tail -1)
 log "  ms: ${STARTS[*]}"
 
 # ================================================================ report
+# The report goes to stdout and, as this run's record, to bench/results/.
+# shellcheck source=bench/results.sh
+. "$ROOT/bench/results.sh"
+RESULT=$(result_file run)
+{
 echo
 echo "tollgate bench  $START_TS"
 echo "machine load (1/5/15 min loadavg): $LOAD_START at start, $(cut -d' ' -f1-3 /proc/loadavg) at end"
@@ -668,3 +675,5 @@ if [ "$PROFILE" = "1" ]; then
     cat "$WORK/perf-$s.txt" 2>/dev/null || echo "  (no profile: perf failed)"
   done
 fi
+} | tee "$RESULT"
+log "report written to ${RESULT#"$ROOT"/}"

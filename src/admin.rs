@@ -32,7 +32,7 @@ impl ServeHttp for Admin {
                 crate::remote::record_ages(&self.state.config.load(), &self.state.metrics, crate::http_util::now());
                 let (revoked, _) = self.state.store.sizes();
                 self.state.metrics.set("tollgate_revoked_tokens", &[], revoked as f64);
-                let open = crate::connections::OPEN.load(std::sync::atomic::Ordering::Relaxed);
+                let open = self.state.counters.open();
                 self.state.metrics.set("tollgate_connections_open", &[], open as f64);
                 self.state
                     .metrics

@@ -6,9 +6,8 @@
 //! page is empty, goes through `mi_theap_malloc_zero_aligned_at_generic`, and a block whose size
 //! class is not a power of two (pingora's 13.7 KB request future, for one) is over-allocated by
 //! its alignment and marked as holding interior pointers, which every later `mi_free` of its page
-//! then pays for. Callgrind counted 78 allocations per proxied request, 25 of them on that path
-//! at ~170 instructions each. Rust's own `System` allocator makes the same choice as [`Mimalloc`]
-//! for glibc's `malloc`.
+//! then pays for (docs/performance-decisions.md). Rust's own `System` allocator makes the same
+//! choice as [`Mimalloc`] for glibc's `malloc`.
 
 use libmimalloc_sys as mi;
 use std::alloc::{GlobalAlloc, Layout};

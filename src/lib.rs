@@ -1,15 +1,16 @@
 //! tollgate: a pingora sidecar that issues client-credentials tokens and enforces them.
+//!
+//! The request path, the module map and the pingora deviations: docs/architecture.md.
 
 pub mod admin;
 #[cfg(feature = "mimalloc")]
 pub mod alloc;
 pub mod config;
-pub mod connections;
+pub mod counters;
 pub mod guard;
 pub mod http_util;
 pub mod import;
 pub mod issuer;
-pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod model;
@@ -21,3 +22,4 @@ pub mod server;
 pub mod state;
 pub mod store;
 pub mod token;
+pub mod transport;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 // pingora allocates per request and per connection; mimalloc's thread-local pools take most of
-// glibc malloc's locking out of that path (see bench/README.md).
+// glibc malloc's locking out of that path (docs/performance-decisions.md).
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: tollgate::alloc::Mimalloc = tollgate::alloc::Mimalloc;
@@ -58,9 +58,8 @@ fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
 }
 
 /// mimalloc asks for transparent huge pages on its arenas, so each touched 2 MiB region counts
-/// whole: 1,000 keep-alive connections cost about 88 MB of RSS with them and 64 MB without, and
-/// the idle process 23 MB against 13 MB (bench/README.md). Small per-connection objects gain
-/// little from huge pages, so the process opts out before its first connection.
+/// whole, and small per-connection objects gain little from them: the process opts out before
+/// its first connection (docs/performance-decisions.md).
 #[cfg(target_os = "linux")]
 fn no_huge_pages() {
     // SAFETY: prctl with integer arguments only; it changes a flag of this process's memory map.
@@ -73,11 +72,10 @@ fn no_huge_pages() {
 #[cfg(feature = "mimalloc")]
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// mimalloc 3 keeps freed memory committed for 1 s before it gives it back (`purge_delay`;
-/// mimalloc 2 used 10 ms). Every request frees ~35 KB of pingora's state, so under a burst of
-/// connections the freed pages pile up: peak RSS at 1,000 busy connections was ~66 MB with 1 s
-/// and ~56 MB with 10 ms, at no measurable CPU cost (bench/README.md). `MIMALLOC_PURGE_DELAY` in
-/// the environment still decides when set.
+/// mimalloc 3 keeps freed memory committed for 1 s before it gives it back (`purge_delay`), and
+/// every request frees pingora's per-request state, so under a burst of connections the freed
+/// pages pile up; 10 ms (mimalloc 2's delay) gives them back sooner at no measurable CPU cost
+/// (docs/performance-decisions.md). `MIMALLOC_PURGE_DELAY` in the environment still decides.
 #[cfg(feature = "mimalloc")]
 fn prompt_purge() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {

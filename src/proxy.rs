@@ -11,6 +11,7 @@
 //! logging                 access line and request metrics
 //! ```
 
+use crate::counters::InFlight;
 use crate::guard::{self, path, Allowed, Denied, Refused, Tables};
 use crate::http_util::{self, Reply};
 use crate::issuer;
@@ -24,16 +25,12 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::ErrorType;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 pub struct Tollgate {
     pub state: Arc<State>,
 }
-
-/// Requests being handled right now (drained before exit on SIGTERM).
-pub static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 
 pub struct Ctx {
     start: Instant,
@@ -44,12 +41,8 @@ pub struct Ctx {
     /// What happened, for the access log and metrics.
     outcome: &'static str,
     upstream_latency: Option<f64>,
-}
-
-impl Drop for Ctx {
-    fn drop(&mut self) {
-        IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
-    }
+    /// Counts the request in flight until the context is dropped, however the request ends.
+    _in_flight: InFlight,
 }
 
 /// Longest a request waits for a remote realm's keys to be fetched again for its unknown kid.
@@ -212,8 +205,7 @@ impl ProxyHttp for Tollgate {
 
     fn new_ctx(&self) -> Ctx {
         // pingora makes the context as soon as the request head is in.
-        crate::connections::head_read();
-        IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
+        crate::transport::head_read();
         Ctx {
             start: Instant::now(),
             path: String::new(),
@@ -221,6 +213,7 @@ impl ProxyHttp for Tollgate {
             refused_route: None,
             outcome: "",
             upstream_latency: None,
+            _in_flight: self.state.counters.request(),
         }
     }
 

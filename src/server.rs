@@ -3,187 +3,183 @@
 
 use crate::admin::Admin;
 use crate::config::{self, LoadOptions, Snapshot};
-use crate::connections::Capped;
-use crate::listener::{Endpoint, ProxyService};
-use crate::proxy::{Tollgate, IN_FLIGHT};
+use crate::counters::Counters;
+use crate::proxy::Tollgate;
 use crate::state::State;
+use crate::transport::{bind_address, prebind, Bound, Capped, Endpoint, Prebound, ProxyService};
 use async_trait::async_trait;
 use pingora::apps::HttpServerOptions;
-use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::tls::{Acceptor, TlsSettings};
+use pingora::proxy::HttpProxy;
 use pingora::server::configuration::ServerConf;
-use pingora::server::{Fds, ListenFds};
 use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
-use pingora::services::Service as ServiceTrait;
-use std::net::{SocketAddr, TcpListener};
-use std::os::fd::IntoRawFd;
-use std::path::Path;
-use std::sync::atomic::Ordering;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// How long SIGTERM waits for in-flight requests before the process exits anyway.
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 
-/// The listening sockets of one configured address, all bound to `addr`: one per worker with
-/// SO_REUSEPORT (the kernel spreads connections over them), or one alone.
-struct Bound {
-    addr: SocketAddr,
-    sockets: Vec<TcpListener>,
-}
-
-/// Binds `addr` `count` times, before pingora starts, so the startup line is printed only once
-/// every port is held, and a failed bind is a start-up error, not pingora's thirty one-second
-/// retries on a service thread. A port-0 address becomes a concrete free port, which the issuer
-/// and the startup line name.
-///
-/// With SO_REUSEPORT the address is first bound once without it: a port another process holds
-/// (another tollgate included, whose workers use SO_REUSEPORT) fails start-up instead of being
-/// shared. That probe is closed before the workers bind, so a free port it found may be taken
-/// by another process in between; the port is then chosen again, up to five times. A single
-/// socket without SO_REUSEPORT (the admin port, or one runtime for all) is bound once and kept.
-fn bind_address(key: &str, addr: SocketAddr, count: usize, reuseport: bool) -> Result<Bound, String> {
-    const ATTEMPTS: usize = 5;
-    let attempt = || -> std::io::Result<Bound> {
-        if !reuseport {
-            let socket = bind(addr, false)?;
-            return Ok(Bound {
-                addr: socket.local_addr()?,
-                sockets: vec![socket],
-            });
-        }
-        let concrete = probe(addr)?;
-        let sockets = (0..count.max(1))
-            .map(|_| bind(concrete, true))
-            .collect::<std::io::Result<Vec<_>>>()?;
-        Ok(Bound {
-            addr: concrete,
-            sockets,
-        })
-    };
-    let mut tries = 1;
-    loop {
-        match attempt() {
-            Err(e) if addr.port() == 0 && e.kind() == std::io::ErrorKind::AddrInUse && tries < ATTEMPTS => tries += 1,
-            result => return result.map_err(|e| format!("{key}: {e}")),
-        }
-    }
-}
-
-/// Binds `addr` without SO_REUSEPORT and without listening, and returns the address bound: the
-/// port is free unless this fails. A listening probe could take a client's SYN and then close,
-/// and the client would wait out its 1 s SYN retransmission before reaching the workers.
-fn probe(addr: SocketAddr) -> std::io::Result<SocketAddr> {
-    socket_bound_to(addr, false)?
-        .local_addr()?
-        .as_socket()
-        .ok_or_else(|| std::io::Error::other("not an inet socket"))
-}
-
-/// One listening socket: SO_REUSEADDR, SO_REUSEPORT if asked, non-blocking, backlog 65535.
-fn bind(addr: SocketAddr, reuseport: bool) -> std::io::Result<TcpListener> {
-    let s = socket_bound_to(addr, reuseport)?;
-    s.set_nonblocking(true)?;
-    s.listen(65535)?;
-    Ok(s.into())
-}
-
-/// A TCP socket bound to `addr` with SO_REUSEADDR, and SO_REUSEPORT if asked; not listening.
-fn socket_bound_to(addr: SocketAddr, reuseport: bool) -> std::io::Result<socket2::Socket> {
-    use socket2::{Domain, Socket, Type};
-    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    s.set_reuse_address(true)?;
-    s.set_reuse_port(reuseport)?;
-    s.bind(&addr.into())?;
-    Ok(s)
-}
-
-/// A socket bound by [`bind_address`], handed to a pingora listening service through its own fd
-/// table (pingora takes a socket from the table instead of binding when the address is in it).
-fn prebind(addr: SocketAddr, socket: TcpListener) -> ListenFds {
-    let mut fds = Fds::new();
-    fds.add(addr.to_string(), socket.into_raw_fd());
-    Arc::new(parking_lot::Mutex::new(fds))
-}
-
 /// Load the config and run the sidecar until SIGTERM/SIGINT. Returns only on a start-up error.
 pub fn run(config_path: &Path) -> Result<(), String> {
     let first = config::load(config_path, LoadOptions::default()).map_err(|e| e.to_string())?;
     crate::logging::init(first.server.log_format_json);
-    let conf_threads = first
-        .server
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
-    let work_stealing = first.server.work_stealing;
-    // Shared-nothing workers (nginx's and Envoy's model): each is a single-threaded runtime with
-    // its own listening sockets (SO_REUSEPORT; the kernel spreads connections) and its own
-    // upstream connection pool, so a request never crosses threads and no socket is polled by
-    // one thread for another. With work stealing, one multi-threaded runtime serves everything.
-    let (services, threads) = if work_stealing {
-        (1, None)
-    } else {
-        (conf_threads, Some(1))
-    };
-    let reuseport = !work_stealing;
-    let bound = |key: &str, a: Option<SocketAddr>, count: usize, reuseport: bool| {
-        a.map(|a| bind_address(key, a, count, reuseport)).transpose()
-    };
-    let mut listen_sockets = bound("server.listen", first.server.listen, services, reuseport)?;
-    let mut tls_sockets = bound("server.tls_listen", first.server.tls_listen, services, reuseport)?;
-    let mut admin_socket = bound("server.admin_listen", first.server.admin_listen, 1, false)?;
-    let listen = listen_sockets.as_ref().map(|b| b.addr);
-    let tls_listen = tls_sockets.as_ref().map(|b| b.addr);
-    let admin = admin_socket.as_ref().map(|b| b.addr);
-    let port = listen.or(tls_listen).map(|a| a.port());
+    let workers = Workers::of(&first.server);
+    let sockets = Sockets::bind(&first.server, &workers)?;
+    let at = sockets.addresses();
+    let port = at.listen.or(at.tls).map(|a| a.port());
     // Load again with the concrete port so default issuers name it.
     let snap: Snapshot = config::load(config_path, LoadOptions { listen_port: port }).map_err(|e| e.to_string())?;
     for w in &snap.warnings {
         tracing::warn!("{w}");
     }
     let settings = snap.server.clone();
-    let default_max = crate::connections::limits_at_start(settings.max_connections);
+    let default_max = crate::transport::limits_at_start(settings.max_connections);
     let state = State::new(snap, config_path.to_path_buf(), port);
 
-    let conf = ServerConf {
+    let mut server = Server::new_with_opt_and_conf(None, pingora_conf(&settings, &workers));
+    server.bootstrap();
+    let tls = at.tls.map(|_| tls_acceptor(&settings)).transpose()?;
+    let Sockets {
+        listen,
+        tls: tls_sockets,
+        admin,
+    } = sockets;
+    add_proxy_workers(&mut server, &state, &workers, (listen, tls_sockets, tls), default_max);
+    if let Some(admin) = admin {
+        add_admin(&mut server, &state, admin);
+    }
+    add_background(&mut server, &state);
+
+    announce(&at, &state);
+    // `run` returns after SIGINT's quick shutdown; the batched access lines go out before exit.
+    server.run(RunArgs::default());
+    crate::logging::flush();
+    std::process::exit(0);
+}
+
+/// How the proxy's work is spread over threads.
+///
+/// Shared-nothing workers (nginx's and Envoy's model, the default): each is a single-threaded
+/// runtime with its own listening sockets (SO_REUSEPORT; the kernel spreads connections) and its
+/// own upstream connection pool, so a request never crosses threads and no socket is polled by
+/// one thread for another (docs/performance-decisions.md). With work stealing, one
+/// multi-threaded runtime serves everything.
+struct Workers {
+    /// Proxy services: one per worker, or one for all.
+    services: usize,
+    /// Each proxy service's thread count (`None`: pingora's `threads`).
+    threads: Option<usize>,
+    /// `server.threads`, or the number of cores.
+    configured: usize,
+    work_stealing: bool,
+}
+
+impl Workers {
+    fn of(server: &config::ServerSettings) -> Workers {
+        let configured = server
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
+        let work_stealing = server.work_stealing;
+        let (services, threads) = if work_stealing {
+            (1, None)
+        } else {
+            (configured, Some(1))
+        };
+        Workers {
+            services,
+            threads,
+            configured,
+            work_stealing,
+        }
+    }
+}
+
+/// Every listening socket, bound before pingora starts (see [`bind_address`]).
+struct Sockets {
+    listen: Option<Bound>,
+    tls: Option<Bound>,
+    admin: Option<Bound>,
+}
+
+/// The addresses bound, port 0 made concrete.
+struct Addresses {
+    listen: Option<SocketAddr>,
+    tls: Option<SocketAddr>,
+    admin: Option<SocketAddr>,
+}
+
+impl Sockets {
+    /// The proxy's addresses once per worker (SO_REUSEPORT unless work stealing), the admin's once.
+    fn bind(server: &config::ServerSettings, workers: &Workers) -> Result<Sockets, String> {
+        let reuseport = !workers.work_stealing;
+        let bound = |key: &str, a: Option<SocketAddr>, count: usize, reuseport: bool| {
+            a.map(|a| bind_address(key, a, count, reuseport)).transpose()
+        };
+        Ok(Sockets {
+            listen: bound("server.listen", server.listen, workers.services, reuseport)?,
+            tls: bound("server.tls_listen", server.tls_listen, workers.services, reuseport)?,
+            admin: bound("server.admin_listen", server.admin_listen, 1, false)?,
+        })
+    }
+
+    fn addresses(&self) -> Addresses {
+        let addr = |b: &Option<Bound>| b.as_ref().map(|b| b.addr);
+        Addresses {
+            listen: addr(&self.listen),
+            tls: addr(&self.tls),
+            admin: addr(&self.admin),
+        }
+    }
+}
+
+/// pingora's own settings: threads, the SIGTERM grace period, the upstream pool and CA.
+fn pingora_conf(settings: &config::ServerSettings, workers: &Workers) -> ServerConf {
+    ServerConf {
         // Per-worker mode runs each proxy worker, the admin service and the background tasks on
         // one thread apiece.
-        threads: if work_stealing { conf_threads } else { 1 },
+        threads: if workers.work_stealing { workers.configured } else { 1 },
         grace_period_seconds: Some(DRAIN_LIMIT.as_secs()),
         graceful_shutdown_timeout_seconds: Some(1),
         upstream_keepalive_pool_size: 512,
-        work_stealing,
+        work_stealing: workers.work_stealing,
         ca_file: settings
             .upstream_ca_file
             .as_ref()
             .map(|p| p.to_string_lossy().into_owned()),
         ..ServerConf::default()
-    };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
-    server.bootstrap();
+    }
+}
 
-    let server_conf = server.configuration.clone();
-    let tls = match tls_listen {
-        None => None,
-        Some(_) => {
-            let path = |p: &Option<std::path::PathBuf>| {
-                p.as_ref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default()
-            };
-            let mut tls = TlsSettings::intermediate(&path(&settings.tls_cert), &path(&settings.tls_key))
-                .map_err(|e| format!("server.tls_cert/tls_key: {e}"))?;
-            tls.enable_h2();
-            Some(Arc::new(tls.build()))
-        }
-    };
+/// The TLS listener's acceptor: Mozilla's intermediate settings, with HTTP/2 by ALPN.
+fn tls_acceptor(settings: &config::ServerSettings) -> Result<Arc<Acceptor>, String> {
+    let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut tls = TlsSettings::intermediate(&path(&settings.tls_cert), &path(&settings.tls_key))
+        .map_err(|e| format!("server.tls_cert/tls_key: {e}"))?;
+    tls.enable_h2();
+    Ok(Arc::new(tls.build()))
+}
+
+/// The plain and TLS listening sockets of the proxy, and the TLS acceptor.
+type ProxySockets = (Option<Bound>, Option<Bound>, Option<Arc<Acceptor>>);
+
+/// One proxy service per worker (or one for all), each with its own app and upstream pool.
+fn add_proxy_workers(
+    server: &mut Server,
+    state: &Arc<State>,
+    workers: &Workers,
+    sockets: ProxySockets,
+    default_max: usize,
+) {
+    let (mut plain, mut tls_sockets, tls) = sockets;
     let take = |b: &mut Option<Bound>| b.as_mut().and_then(|b| b.sockets.pop());
-    for i in 0..services {
-        let mut app = pingora::proxy::http_proxy(&server_conf, Tollgate { state: state.clone() });
-        let mut opts = HttpServerOptions::default();
-        opts.h2c = true;
-        opts.keepalive_request_limit = Some(10_000);
-        app.server_options = Some(opts);
+    let server_conf = server.configuration.clone();
+    for i in 0..workers.services {
         let mut endpoints = Vec::new();
-        if let Some(socket) = take(&mut listen_sockets) {
+        if let Some(socket) = take(&mut plain) {
             endpoints.push(Endpoint { socket, tls: None });
         }
         if let Some(socket) = take(&mut tls_sockets) {
@@ -193,80 +189,66 @@ pub fn run(config_path: &Path) -> Result<(), String> {
             });
         }
         server.add_service(ProxyService {
-            name: if work_stealing {
+            name: if workers.work_stealing {
                 "tollgate".into()
             } else {
                 format!("tollgate-{i}")
             },
             app: Arc::new(Capped {
-                app: Arc::new(app),
+                app: Arc::new(proxy_app(&server_conf, state)),
                 state: state.clone(),
                 default_max,
             }),
             endpoints,
-            threads,
+            threads: workers.threads,
         });
     }
-    if let (Some(a), Some(socket)) = (admin, take(&mut admin_socket)) {
-        let mut svc = Service::new("admin".to_string(), Admin { state: state.clone() });
-        svc.add_tcp(&a.to_string());
-        let fds = prebind(a, socket);
-        server.add_service(Prebound {
-            svc,
-            fds,
-            threads: None,
-        });
-    }
+}
+
+/// A pingora HTTP proxy app around [`Tollgate`]: cleartext HTTP/2 on, at most 10,000 requests
+/// per client connection.
+fn proxy_app(server_conf: &Arc<ServerConf>, state: &Arc<State>) -> HttpProxy<Tollgate> {
+    let mut app = pingora::proxy::http_proxy(server_conf, Tollgate { state: state.clone() });
+    let mut opts = HttpServerOptions::default();
+    opts.h2c = true;
+    opts.keepalive_request_limit = Some(10_000);
+    app.server_options = Some(opts);
+    app
+}
+
+/// The admin port, served by pingora's listening service on the socket bound at start.
+fn add_admin(server: &mut Server, state: &Arc<State>, mut admin: Bound) {
+    let Some(socket) = admin.sockets.pop() else { return };
+    let mut svc = Service::new("admin".to_string(), Admin { state: state.clone() });
+    svc.add_tcp(&admin.addr.to_string());
+    server.add_service(Prebound {
+        svc,
+        fds: prebind(admin.addr, socket),
+        threads: None,
+    });
+}
+
+/// The config watcher and the SIGTERM drain.
+fn add_background(server: &mut Server, state: &Arc<State>) {
     server.add_service(background_service("config watcher", Watch { state: state.clone() }));
-    server.add_service(background_service("drain", Drain));
+    server.add_service(background_service(
+        "drain",
+        Drain {
+            counters: state.counters.clone(),
+        },
+    ));
     server.add_service(background_service(
         "remote keys",
         crate::remote::Engines { state: state.clone() },
     ));
+}
 
+/// Prints the listening line, which scripts and tests read to learn the ports, and logs it.
+fn announce(at: &Addresses, state: &State) {
     let show = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_else(|| "-".into());
-    // A stable line that scripts and tests read to learn the ports.
-    println!(
-        "tollgate listening http={} tls={} admin={}",
-        show(listen),
-        show(tls_listen),
-        show(admin)
-    );
-    tracing::info!(http = %show(listen), tls = %show(tls_listen), admin = %show(admin), config_hash = %state.config.load().hash, "tollgate starting");
-    // `run` returns after SIGINT's quick shutdown; the batched access lines go out before exit.
-    server.run(RunArgs::default());
-    crate::logging::flush();
-    std::process::exit(0);
-}
-
-/// A pingora listening service (the admin port) that takes its socket from its own table of
-/// sockets bound by [`prebind`], not from pingora's shared table. `threads` overrides the
-/// service's thread count.
-struct Prebound<A> {
-    svc: Service<A>,
-    fds: ListenFds,
-    threads: Option<usize>,
-}
-
-#[async_trait]
-impl<A> ServiceTrait for Prebound<A>
-where
-    Service<A>: ServiceTrait,
-    A: Send + Sync + 'static,
-{
-    async fn start_service(&mut self, _fds: Option<ListenFds>, shutdown: ShutdownWatch, listeners_per_fd: usize) {
-        self.svc
-            .start_service(Some(self.fds.clone()), shutdown, listeners_per_fd)
-            .await
-    }
-
-    fn name(&self) -> &str {
-        self.svc.name()
-    }
-
-    fn threads(&self) -> Option<usize> {
-        self.threads.or_else(|| self.svc.threads())
-    }
+    let (http, tls, admin) = (show(at.listen), show(at.tls), show(at.admin));
+    println!("tollgate listening http={http} tls={tls} admin={admin}");
+    tracing::info!(%http, %tls, %admin, config_hash = %state.config.load().hash, "tollgate starting");
 }
 
 struct Watch {
@@ -282,7 +264,9 @@ impl BackgroundService for Watch {
 
 /// On graceful shutdown pingora stops accepting, then waits its whole grace period; this exits
 /// as soon as the requests in flight are done instead.
-struct Drain;
+struct Drain {
+    counters: Arc<Counters>,
+}
 
 #[async_trait]
 impl BackgroundService for Drain {
@@ -293,39 +277,11 @@ impl BackgroundService for Drain {
         tracing::info!("shutting down: draining requests in flight");
         // Give the listeners a moment to stop accepting before counting.
         tokio::time::sleep(Duration::from_millis(50)).await;
-        while IN_FLIGHT.load(Ordering::Relaxed) > 0 {
+        while self.counters.in_flight() > 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         tracing::info!("drained; exiting");
         crate::logging::flush();
         std::process::exit(0);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses_are_bound_once_per_worker_and_a_held_port_fails() {
-        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let workers = bind_address("server.listen", any, 3, true).unwrap();
-        assert_ne!(workers.addr.port(), 0);
-        assert_eq!(workers.sockets.len(), 3);
-        for s in &workers.sockets {
-            assert_eq!(s.local_addr().unwrap(), workers.addr);
-        }
-        // Held by reuseport sockets of this process: another start on that port is refused.
-        let err = bind_address("server.listen", workers.addr, 2, true).err().unwrap();
-        assert!(err.starts_with("server.listen: "), "{err}");
-        // Held by another program's plain listener: refused too.
-        let other = TcpListener::bind(any).unwrap();
-        assert!(bind_address("server.listen", other.local_addr().unwrap(), 2, true).is_err());
-        // One socket alone, kept: the port it names is held until it is dropped.
-        let admin = bind_address("server.admin_listen", any, 1, false).unwrap();
-        assert_eq!(admin.sockets.len(), 1);
-        assert!(TcpListener::bind(admin.addr).is_err(), "the admin port is held");
-        let err = bind_address("server.admin_listen", admin.addr, 1, false).err().unwrap();
-        assert!(err.starts_with("server.admin_listen: "), "{err}");
     }
 }

@@ -2,6 +2,7 @@
 //! throttles, metrics).
 
 use crate::config::Snapshot;
+use crate::counters::Counters;
 use crate::guard::cache::TokenCache;
 use crate::metrics::Metrics;
 use crate::store::{MemoryStore, Store};
@@ -24,6 +25,8 @@ pub struct State {
     pub remote: crate::remote::Registry,
     /// Routes' per-client rate-limit buckets.
     pub rate_limits: crate::guard::ratelimit::RateLimits,
+    /// This server's connections open and requests in flight.
+    pub counters: Arc<Counters>,
 }
 
 impl State {
@@ -40,6 +43,7 @@ impl State {
             throttle: Throttle::default(),
             remote,
             rate_limits: Default::default(),
+            counters: Arc::default(),
         };
         state.note_config();
         Arc::new(state)

@@ -1,7 +1,7 @@
 //! The access line, rendered byte for byte as tracing's text or JSON formatter renders the same
-//! event (a test holds the two side by side), in about an eighth of the instructions: tracing
-//! formats every field through `fmt::Write` and its styling types, and the timestamp's date anew
-//! for every line.
+//! event (a test holds the two side by side), at a fraction of the cost: tracing formats every
+//! field through `fmt::Write` and its styling types, and the timestamp's date anew for every
+//! line (docs/performance-decisions.md).
 
 use super::{append, ACCESS_FORM, ACCESS_TARGET, BY_TRACING, JSON};
 use std::cell::RefCell;

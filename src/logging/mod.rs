@@ -2,8 +2,8 @@
 //! only at a terminal.
 //!
 //! Access lines (target `tollgate::access`, one per request) are gathered in memory and written
-//! in batches: at 64 KiB, every 50 ms, and at exit. Written one `write(2)` per line under the
-//! shared stderr lock, they cost about as much CPU as proxying the request itself (bench/README.md).
+//! in batches: at 64 KiB, every 50 ms, and at exit, because one `write(2)` per line under the
+//! shared stderr lock makes the workers wait on each other (docs/performance-decisions.md).
 //! Every other event (start-up, reloads, warnings) is written at once.
 //!
 //! Outside a terminal, access lines are rendered by the `access` module, not by tracing.

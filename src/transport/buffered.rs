@@ -1,26 +1,26 @@
-//! The proxy's listeners: tollgate's own accept loop in front of [`Capped`].
+//! A client stream with a small write buffer; stands in for the `L4BufferSettings` that
+//! pingora's listener applies in `UninitializedStream::handshake` (pingora-core
+//! `listeners/mod.rs`, through the crate-private `l4::stream::Stream::set_buffer`).
 //!
-//! pingora's listening service spawns each accepted connection as a task whose future has room
-//! for a TLS handshake in progress (~8.8 KB, `bench/README.md`), kept for the life of the
-//! connection, TLS or not, and a connection counts towards nothing until its handshake is done.
-//! Here a connection takes its place under `server.max_connections` as it is accepted, its task
-//! holds only what serving it needs, and a TLS handshake runs in an allocation of its own that is
-//! freed when the handshake ends. The streams are pingora's (`Listener::accept`, the
-//! `Acceptor`'s handshake), so requests are served exactly as before.
+//! Why: `ListenerConfig::l4_buffer` is pingora's way to size a client stream's buffers, but only
+//! pingora's own accept loop applies it, and tollgate accepts with its own (`accept.rs`); a
+//! stream from `Listener::accept` has no write buffer, so a response head and its body would
+//! leave in separate sends. The read side stays unbuffered, as `L4BufferSettings { read: 0 }`
+//! would leave it (docs/performance-decisions.md).
+//!
+//! On a pingora upgrade, re-check: the method list of every trait below (each method is
+//! forwarded to the pingora stream, defaulted ones included, so a new one with a default would
+//! silently not be); whether `Stream::set_buffer` or another way to size a stream's buffers has
+//! become public (then this file can go); and `DEFAULT_L4_WRITE_BUFFER_SIZE`.
 
-use crate::connections::{Capped, Slot};
 use async_trait::async_trait;
-use pingora::apps::{HttpServerApp, ServerApp};
-use pingora::listeners::tls::Acceptor;
-use pingora::protocols::l4::listener::Listener;
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::raw_connect::ProxyDigest;
+use pingora::protocols::tls::{SslDigest, TlsRef};
 use pingora::protocols::{
-    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream, TimingDigest,
-    UniqueID, UniqueIDType,
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, TimingDigest, UniqueID,
+    UniqueIDType, ALPN,
 };
-use pingora::server::{ListenFds, ShutdownWatch};
-use pingora::services::Service as ServiceTrait;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -28,136 +28,20 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter, ReadBuf};
 
-/// How long a TLS handshake may take, as in pingora's listener.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// Bytes of a response gathered before they are written: pingora's default for its own client
 /// streams (one TCP segment), so a response head and a small body leave in one `send`.
 const WRITE_BUFFER: usize = pingora::listeners::DEFAULT_L4_WRITE_BUFFER_SIZE;
 
-/// One listening socket, bound before pingora starts, and its TLS acceptor if it speaks TLS.
-pub struct Endpoint {
-    pub socket: std::net::TcpListener,
-    pub tls: Option<Arc<Acceptor>>,
-}
-
-/// A pingora service that accepts on its endpoints and serves each connection with `app`.
-/// `threads`: the service's thread count (1 for a proxy worker, `None` for pingora's setting).
-pub struct ProxyService<A> {
-    pub name: String,
-    pub app: Arc<Capped<A>>,
-    pub endpoints: Vec<Endpoint>,
-    pub threads: Option<usize>,
-}
-
-#[async_trait]
-impl<A: HttpServerApp + Send + Sync + 'static> ServiceTrait for ProxyService<A> {
-    async fn start_service(&mut self, _fds: Option<ListenFds>, shutdown: ShutdownWatch, _per_fd: usize) {
-        let mut loops = Vec::new();
-        for endpoint in self.endpoints.drain(..) {
-            match tokio::net::TcpListener::from_std(endpoint.socket) {
-                Ok(listener) => loops.push(tokio::spawn(accept_loop(
-                    self.app.clone(),
-                    Listener::from(listener),
-                    endpoint.tls,
-                    shutdown.clone(),
-                ))),
-                Err(e) => tracing::error!("{}: cannot listen: {e}", self.name),
-            }
-        }
-        for l in loops {
-            let _ = l.await;
-        }
-        self.app.app.cleanup().await;
-    }
-
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn threads(&self) -> Option<usize> {
-        self.threads
-    }
-}
-
-/// Accepts until shutdown. A connection over the limit is closed at once, before its handshake.
-async fn accept_loop<A>(
-    app: Arc<Capped<A>>,
-    listener: Listener,
-    tls: Option<Arc<Acceptor>>,
-    mut shutdown: ShutdownWatch,
-) where
-    A: HttpServerApp + Send + Sync + 'static,
-{
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            changed = shutdown.changed() => {
-                if changed.is_err() || *shutdown.borrow() {
-                    return;
-                }
-                continue;
-            }
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok(stream) => {
-                // Dropping a refused stream closes it before anything is read from it.
-                let Some(slot) = app.admit() else { continue };
-                tokio::spawn(serve(app.clone(), stream, tls.clone(), shutdown.clone(), slot));
-            }
-            Err(e) => {
-                tracing::error!("accept() failed: {e}");
-                if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
-                    // accept() fails at once while no descriptor is free: wait for some to close.
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        }
-    }
-}
-
-/// One connection, from its TLS handshake (if any) to its end. `_slot` is its place under the
-/// connection limit, given back when this returns.
-async fn serve<A>(
-    app: Arc<Capped<A>>,
-    mut l4: L4Stream,
-    tls: Option<Arc<Acceptor>>,
-    shutdown: ShutdownWatch,
-    _slot: Slot,
-) where
-    A: HttpServerApp + Send + Sync + 'static,
-{
-    if let Err(e) = l4.set_nodelay() {
-        tracing::debug!("TCP_NODELAY not set: {e}");
-    }
-    let stream = Buffered(BufWriter::with_capacity(WRITE_BUFFER, l4));
-    let stream: Stream = match tls {
-        None => Box::new(stream),
-        Some(acceptor) => {
-            // Boxed, so the handshake's state is freed when it ends instead of sizing the task.
-            let handshake = Box::pin(async move { acceptor.tls_handshake(stream).await });
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-                Ok(Ok(tls)) => Box::new(tls),
-                Ok(Err(e)) => {
-                    tracing::debug!("TLS handshake failed: {e}");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!("TLS handshake not done in {HANDSHAKE_TIMEOUT:?}; connection closed");
-                    return;
-                }
-            }
-        }
-    };
-    app.serve(stream, &shutdown).await;
-}
-
 /// A client stream whose writes are gathered in a small buffer until flushed, as pingora's own
-/// listener sets up its streams (their buffer sizes are not settable from outside pingora).
-/// Everything else is the pingora stream's.
+/// listener sets up its streams. Everything else is the pingora stream's.
 #[derive(Debug)]
-struct Buffered(BufWriter<L4Stream>);
+pub struct Buffered(BufWriter<L4Stream>);
+
+impl Buffered {
+    pub fn new(stream: L4Stream) -> Self {
+        Buffered(BufWriter::with_capacity(WRITE_BUFFER, stream))
+    }
+}
 
 impl Drop for Buffered {
     fn drop(&mut self) {
@@ -215,7 +99,19 @@ impl UniqueID for Buffered {
     }
 }
 
-impl Ssl for Buffered {}
+impl Ssl for Buffered {
+    fn get_ssl(&self) -> Option<&TlsRef> {
+        self.0.get_ref().get_ssl()
+    }
+
+    fn get_ssl_digest(&self) -> Option<Arc<SslDigest>> {
+        self.0.get_ref().get_ssl_digest()
+    }
+
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        self.0.get_ref().selected_alpn_proto()
+    }
+}
 
 #[async_trait]
 impl Peek for Buffered {
@@ -270,7 +166,7 @@ mod tests {
             .await
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        (Buffered(BufWriter::with_capacity(WRITE_BUFFER, server.into())), client)
+        (Buffered::new(server.into()), client)
     }
 
     /// What has reached `client`, waiting up to 200 ms for the first byte.
@@ -315,6 +211,15 @@ mod tests {
         let (mut server, mut client) = pair().await;
         assert!(server.id() > 0, "the socket's descriptor");
         assert!(server.get_ssl().is_none());
+        assert!(server.get_ssl_digest().is_none());
+        assert!(server.selected_alpn_proto().is_none());
+        let peer = client.local_addr().unwrap();
+        let digest = SocketDigest::from_raw_fd(server.id());
+        assert!(server.get_socket_digest().is_none());
+        server.set_socket_digest(digest);
+        let digest = server.get_socket_digest().expect("the digest set");
+        assert_eq!(digest.peer_addr().and_then(|a| a.as_inet()).copied(), Some(peer));
+        assert_eq!(server.get_timing_digest().len(), 1, "the L4 stream's timing");
         // try_peek leaves the bytes for the next read.
         client.write_all(b"GET").await.unwrap();
         let mut peeked = [0u8; 3];
