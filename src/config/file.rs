@@ -47,7 +47,7 @@ pub struct ServerFile {
     pub watch: Option<bool>,
     /// true: one multi-threaded runtime whose idle threads steal work from busy ones (pingora's
     /// default model). Default false: shared-nothing workers, each one thread with its own
-    /// listener (SO_REUSEPORT) and upstream pool, cheaper per request (see bench/README.md).
+    /// listener (SO_REUSEPORT) and upstream pool, cheaper per request (docs/performance-decisions.md).
     pub work_stealing: Option<bool>,
     /// Client connections open at once, over every listener and worker; more are closed at
     /// accept. Default 10,000.

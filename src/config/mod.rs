@@ -76,7 +76,7 @@ pub struct ServerSettings {
     pub max_connections: Option<usize>,
 }
 
-/// Default `server.max_connections`: about 0.5 GB of connection state at ~50 KB each.
+/// Default `server.max_connections`: bounds the memory that idle and busy connections can hold.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
 /// Everything a request needs, checked once; requests never re-validate config.

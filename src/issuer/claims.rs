@@ -126,7 +126,7 @@ pub fn refresh<'a>(i: &'a Issue<'a>, jti: &'a str) -> RefreshClaims<'a> {
 
 /// A random UUID (v4) for `jti` and `sid`, from the thread's ChaCha12 generator (seeded and
 /// periodically reseeded from the OS): unpredictable like aws-lc's DRBG, without its per-call
-/// RDRAND and AES-CTR work (4.5% of an ES256 issuance's samples before).
+/// RDRAND and AES-CTR work (docs/performance-decisions.md).
 pub fn random_id() -> String {
     use rand::RngCore;
     let mut b = [0u8; 16];
