@@ -25,14 +25,17 @@ pub const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 
 /// Load the config and run the sidecar until SIGTERM/SIGINT. Returns only on a start-up error.
 pub fn run(config_path: &Path) -> Result<(), String> {
-    let first = config::load(config_path, LoadOptions::default()).map_err(|e| e.to_string())?;
-    crate::logging::init(first.server.log_format_json);
-    let workers = Workers::of(&first.server);
-    let sockets = Sockets::bind(&first.server, &workers)?;
+    let snap = config::load(config_path, LoadOptions::default()).map_err(|e| e.to_string())?;
+    crate::logging::init(snap.server.log_format_json);
+    let workers = Workers::of(&snap.server);
+    let sockets = Sockets::bind(&snap.server, &workers)?;
     let at = sockets.addresses();
     let port = at.listen.or(at.tls).map(|a| a.port());
-    // Load again with the concrete port so default issuers name it.
-    let snap: Snapshot = config::load(config_path, LoadOptions { listen_port: port }).map_err(|e| e.to_string())?;
+    // Default issuers name the port actually bound (a `:0` listener's is known only now).
+    let snap: Snapshot = match port {
+        Some(p) => snap.with_listen_port(p),
+        None => snap,
+    };
     for w in &snap.warnings {
         tracing::warn!("{w}");
     }

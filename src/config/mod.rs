@@ -98,6 +98,18 @@ impl Snapshot {
     pub fn realm(&self, name: &str) -> Option<&Arc<Realm>> {
         self.realms.get(name)
     }
+
+    /// The snapshot with default issuers naming `port`, the port actually bound (called at
+    /// start, before the snapshot is shared, so that the config is read only once).
+    pub fn with_listen_port(mut self, port: u16) -> Snapshot {
+        let scheme = if self.server.listen.is_some() { "http" } else { "https" };
+        for realm in self.realms.values_mut() {
+            if let Some(realm) = Arc::get_mut(realm) {
+                realm::name_port(realm, scheme, port);
+            }
+        }
+        self
+    }
 }
 
 /// How the listener addresses are known when the issuer default is computed.

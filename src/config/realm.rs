@@ -12,6 +12,34 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Identifies what a verification of the realm checks besides the key.
+fn verify_tag(name: &str, issuer: &str, roles_claim: Option<&str>, remote: bool) -> u64 {
+    let parts: [&[u8]; 4] = [
+        name.as_bytes(),
+        issuer.as_bytes(),
+        roles_claim.unwrap_or("").as_bytes(),
+        if remote { b"remote" } else { b"local" },
+    ];
+    let digest = crate::secret::sha256(&parts);
+    u64::from_le_bytes(digest[..8].try_into().unwrap_or_default())
+}
+
+/// Gives a realm whose issuer was left to its default the issuer that names `port`, the port
+/// the listener was actually bound to (a `:0` listener's port is known only then).
+pub(super) fn name_port(realm: &mut Realm, scheme: &str, port: u16) {
+    if !realm.default_issuer {
+        return;
+    }
+    realm.issuer = format!("{scheme}://localhost:{port}/realms/{}", realm.name);
+    realm.token_endpoint = format!("{}/protocol/openid-connect/token", realm.issuer);
+    realm.verify_tag = verify_tag(
+        &realm.name,
+        &realm.issuer,
+        realm.roles_claim.as_deref(),
+        realm.is_remote(),
+    );
+}
+
 pub(super) fn build(c: &mut Checker, name: &str, rf: &RealmFile, default_issuer: String) -> Option<Realm> {
     let at = |k: &str| format!("realms.{name}.{k}");
     let before = c.problems.len();
@@ -97,17 +125,9 @@ pub(super) fn build(c: &mut Checker, name: &str, rf: &RealmFile, default_issuer:
         return None;
     }
     let roles_claim = rf.roles_claim.clone();
-    let verify_tag = {
-        let parts: [&[u8]; 4] = [
-            name.as_bytes(),
-            issuer.as_bytes(),
-            roles_claim.as_deref().unwrap_or("").as_bytes(),
-            if remote { b"remote" } else { b"local" },
-        ];
-        let digest = crate::secret::sha256(&parts);
-        u64::from_le_bytes(digest[..8].try_into().unwrap_or_default())
-    };
+    let verify_tag = verify_tag(name, &issuer, roles_claim.as_deref(), remote);
     Some(Realm {
+        default_issuer: rf.issuer.is_none(),
         name: name.to_string(),
         token_endpoint: format!("{}/protocol/openid-connect/token", issuer.trim_end_matches('/')),
         issuer,

@@ -350,3 +350,40 @@ fn an_empty_audience_means_tokens_without_aud() {
     assert!(claims.get("aud").is_none(), "{claims}");
     assert_eq!(claims["realm_access"]["roles"][0], "reader");
 }
+
+#[test]
+fn the_bound_port_is_given_to_default_issuers_only() {
+    let dir = demo_dir();
+    let text = MINIMAL.replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
+        + "[realms.fixed]\nissuer = \"https://auth.example/realms/fixed\"\nsigning_keys = [{ kid = \"k1\", alg = \"RS256\", private_key = \"demo-rs256.pem\" }]\n";
+    let text = text.replace(
+        "[[routes]]\nprefix = \"/api\"",
+        "[[routes]]\nprefix = \"/api\"\nrealm = \"demo\"",
+    );
+    let snap = load(&write(dir.path(), &text), LoadOptions::default()).unwrap();
+    let before = snap.realm("demo").unwrap().verify_tag;
+    let snap = snap.with_listen_port(4321);
+    let demo = snap.realm("demo").unwrap();
+    assert_eq!(demo.issuer, "http://localhost:4321/realms/demo");
+    assert_eq!(
+        demo.token_endpoint,
+        "http://localhost:4321/realms/demo/protocol/openid-connect/token"
+    );
+    assert_ne!(
+        demo.verify_tag, before,
+        "cached verifications against the old issuer do not stand"
+    );
+    let reloaded = load(
+        &write(dir.path(), &text),
+        LoadOptions {
+            listen_port: Some(4321),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        reloaded.realm("demo").unwrap().verify_tag,
+        demo.verify_tag,
+        "a reload agrees"
+    );
+    assert_eq!(snap.realm("fixed").unwrap().issuer, "https://auth.example/realms/fixed");
+}

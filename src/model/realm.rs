@@ -13,6 +13,8 @@ use std::time::Duration;
 pub struct Realm {
     pub name: String,
     pub issuer: String,
+    /// The issuer was not configured: it names the listener's port.
+    pub default_issuer: bool,
     /// `<issuer>/protocol/openid-connect/token`: what a client assertion's `aud` may name.
     pub token_endpoint: String,
     pub access_token_lifespan: Duration,
