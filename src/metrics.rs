@@ -52,6 +52,11 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "Client connections open on the proxy listeners.",
     ),
     (
+        "tollgate_rate_limited_total",
+        "counter",
+        "Requests refused with 429 by a route's rate limit, by route.",
+    ),
+    (
         "tollgate_jwks_fetches_total",
         "counter",
         "Fetches of remote realms' keys, by realm and result (ok, error).",
@@ -187,7 +192,10 @@ impl Metrics {
                         // Unlabelled families exist from the start, so rates work at once.
                         if !matches!(
                             *name,
-                            "tollgate_denials_total" | "tollgate_token_errors_total" | "tollgate_jwks_fetches_total"
+                            "tollgate_denials_total"
+                                | "tollgate_token_errors_total"
+                                | "tollgate_jwks_fetches_total"
+                                | "tollgate_rate_limited_total"
                         ) {
                             let _ = writeln!(out, "{name} 0");
                         }

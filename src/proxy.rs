@@ -41,6 +41,8 @@ pub struct Ctx {
     /// What happened, for the access log and metrics.
     outcome: &'static str,
     upstream_latency: Option<f64>,
+    /// The CORS headers the response owes an allowed origin (routes with `cors`).
+    cors: Option<guard::cors::Allow>,
     /// Counts the request in flight until the context is dropped, however the request ends.
     _in_flight: InFlight,
 }
@@ -110,11 +112,34 @@ impl Tollgate {
     async fn deny(&self, session: &mut Session, ctx: &mut Ctx, refused: Refused) -> Result<bool> {
         let Refused { route, denied, .. } = refused;
         ctx.outcome = denied.reason();
+        if let (Denied::RateLimited { .. }, Some(r)) = (&denied, &route) {
+            self.state
+                .metrics
+                .inc("tollgate_rate_limited_total", &[("route", r.prefix.as_str())]);
+        }
         ctx.refused_route = route;
         self.state
             .metrics
             .inc("tollgate_denials_total", &[("reason", denied.reason())]);
-        respond(session, &denied.reply()).await
+        let reply = guard::cors::decorate(denied.reply(), ctx.cors.as_ref());
+        respond(session, &reply).await
+    }
+}
+
+impl Tollgate {
+    /// Notes the CORS headers the response owes an allowed origin, and answers a preflight on a
+    /// route with CORS here (no token, never upstream).
+    fn cors(&self, session: &Session, ctx: &mut Ctx, snap: &crate::config::Snapshot) -> Option<Reply> {
+        let req = session.req_header();
+        if !req.headers.contains_key(http::header::ORIGIN) {
+            return None;
+        }
+        let route = snap.routes.find(&ctx.path)?;
+        ctx.cors = guard::cors::allow(route, &req.headers);
+        let reply = guard::cors::preflight(route, &req.method, &req.headers)?;
+        ctx.outcome = "preflight";
+        ctx.refused_route = Some(route.clone());
+        Some(reply)
     }
 }
 
@@ -134,6 +159,19 @@ fn add_identity(
         headers.try_insert(name, value.clone())?;
     }
     Ok(())
+}
+
+/// Strips every claim-header name a route of the config uses, then adds the allowed route's
+/// own from the token's claims.
+fn claim_headers(headers: &mut http::HeaderMap, names: &[http::HeaderName], allowed: &Allowed) {
+    for name in names {
+        headers.remove(name);
+    }
+    if let (Some(policy), Some(id)) = (&allowed.route.policy, &allowed.identity) {
+        for (name, value) in guard::policy::claim_headers(policy, id) {
+            headers.insert(name, value);
+        }
+    }
 }
 
 /// Whether the request target `raw` is already `path`, with `query` after it if there is one.
@@ -213,6 +251,7 @@ impl ProxyHttp for Tollgate {
             refused_route: None,
             outcome: "",
             upstream_latency: None,
+            cors: None,
             _in_flight: self.state.counters.request(),
         }
     }
@@ -253,6 +292,9 @@ impl ProxyHttp for Tollgate {
                 None => local.endpoint.label(),
                 Some(e) => e.code(),
             };
+            return respond(session, &reply).await;
+        }
+        if let Some(reply) = self.cors(session, ctx, &snap) {
             return respond(session, &reply).await;
         }
         let authorization = session
@@ -338,6 +380,7 @@ impl ProxyHttp for Tollgate {
         if !allowed.route.forward_token {
             headers.remove(http::header::AUTHORIZATION);
         }
+        claim_headers(headers, &self.state.config.load().claim_header_names, allowed);
         let added = identity.map_or(Ok(()), |values| add_identity(headers, values));
         // The request is whole again before anything can fail.
         *up = RequestHeader::from(parts);
@@ -358,8 +401,15 @@ impl ProxyHttp for Tollgate {
         Ok(())
     }
 
-    async fn upstream_response_filter(&self, _s: &mut Session, _r: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+    async fn upstream_response_filter(&self, _s: &mut Session, r: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
         ctx.upstream_latency = Some(ctx.start.elapsed().as_secs_f64());
+        if let Some(allow) = &ctx.cors {
+            r.insert_header("access-control-allow-origin", allow.origin.as_str())?;
+            if allow.credentials {
+                r.insert_header("access-control-allow-credentials", "true")?;
+            }
+            r.append_header("vary", "Origin")?;
+        }
         Ok(())
     }
 

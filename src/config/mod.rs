@@ -86,6 +86,8 @@ pub struct Snapshot {
     pub realms: BTreeMap<String, Arc<Realm>>,
     pub default_realm: Option<String>,
     pub routes: RouteTable,
+    /// Every route's claim-header names: stripped from each incoming request, whatever its route.
+    pub claim_header_names: Vec<http::HeaderName>,
     /// Hex SHA-256 over the config file and every key file it names.
     pub hash: String,
     /// The config file and every key/JWKS file it names (what the watcher watches).
@@ -228,6 +230,17 @@ fn load_text(path: &Path, text: &str, opts: LoadOptions) -> Result<Snapshot, Con
     validate(parsed, &mut c, opts)
 }
 
+fn claim_header_names(routes: &[crate::model::Route]) -> Vec<http::HeaderName> {
+    let mut names: Vec<http::HeaderName> = routes
+        .iter()
+        .filter_map(|r| r.policy.as_ref())
+        .flat_map(|p| p.claim_headers.iter().map(|(n, _)| n.clone()))
+        .collect();
+    names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    names.dedup();
+    names
+}
+
 fn line_of(text: &str, offset: usize) -> String {
     let line = text.as_bytes()[..offset.min(text.len())]
         .iter()
@@ -358,6 +371,7 @@ fn validate(f: FileConfig, c: &mut Checker, opts: LoadOptions) -> Result<Snapsho
         server,
         realms,
         default_realm,
+        claim_header_names: claim_header_names(&routes),
         routes: RouteTable::new(routes),
         hash,
         files: std::mem::take(&mut c.files),

@@ -2,6 +2,7 @@
 
 pub mod bearer;
 pub mod cache;
+pub mod cors;
 pub mod path;
 pub mod policy;
 pub mod ratelimit;
