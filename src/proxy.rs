@@ -89,6 +89,10 @@ fn framing_problem(req: &RequestHeader, raw: Option<&[u8]>) -> Option<Reply> {
     if cl_count > 1 {
         return Some(Reply::error(400, "invalid_request", "more than one Content-Length"));
     }
+    // One field is verified; a second could be what the upstream reads.
+    if req.headers.get_all(http::header::AUTHORIZATION).iter().nth(1).is_some() {
+        return Some(Reply::error(400, "invalid_request", "more than one Authorization"));
+    }
     if !te.is_empty() && cl_count > 0 {
         return Some(Reply::error(
             400,
