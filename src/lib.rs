@@ -3,8 +3,10 @@
 pub mod admin;
 #[cfg(feature = "mimalloc")]
 pub mod alloc;
+pub mod client_addr;
 pub mod config;
 pub mod connections;
+pub mod forward;
 pub mod guard;
 pub mod http_util;
 pub mod issuer;

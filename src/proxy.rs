@@ -5,12 +5,15 @@
 //!                         local endpoint?  -> issuer::serve, respond, done
 //!                         otherwise        -> guard::check: respond the denial, or go on
 //! upstream_peer           the matched route's upstream, with its timeouts
-//! upstream_request_filter normalised path; X-Auth-* stripped, identity headers added
+//! upstream_request_filter normalised path; spoofable headers stripped (forward.rs),
+//!                         X-Forwarded-*, identity headers added
 //! upstream_response_filter  upstream latency
 //! fail_to_proxy           502 / 504 with a JSON body
 //! logging                 access line and request metrics
 //! ```
 
+use crate::client_addr;
+use crate::forward;
 use crate::guard::bearer::IDENTITY_HEADERS;
 use crate::guard::route::Route;
 use crate::guard::{self, path, Allowed, Denied, Refused};
@@ -312,20 +315,24 @@ impl ProxyHttp for Tollgate {
             }
             values => values.flatten(),
         };
+        // The forwarding rules of the live config: a reload since request_filter changes only
+        // which hop headers are believed, never the route decided.
+        let snap = self.state.config.load();
+        let server = &snap.server;
+        let hop = forward::Hop {
+            peer: client_addr::peer_ip(session),
+            tls: session.digest().is_some_and(|d| d.ssl_digest.is_some()),
+            trusted: &server.trusted_proxies,
+            keep_underscores: server.underscores_in_headers,
+        };
+        let authority = session.req_header().uri.authority().map(|a| a.as_str());
         let mut parts: http::request::Parts = std::mem::replace(up, empty_request()).into();
         let headers = &mut parts.headers;
-        let spoofed: Vec<http::HeaderName> = headers
-            .keys()
-            .filter(|k| k.as_str().starts_with("x-auth-"))
-            .cloned()
-            .collect();
-        for name in spoofed {
-            headers.remove(&name);
-        }
+        let forwarded = forward::apply(headers, &hop, authority);
         if !allowed.route.forward_token {
             headers.remove(http::header::AUTHORIZATION);
         }
-        let added = identity.map_or(Ok(()), |values| add_identity(headers, values));
+        let added = forwarded.and_then(|()| identity.map_or(Ok(()), |values| add_identity(headers, values)));
         // The request is whole again before anything can fail.
         *up = RequestHeader::from(parts);
         added.map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "too many request headers"))?;

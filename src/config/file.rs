@@ -52,6 +52,14 @@ pub struct ServerFile {
     /// Client connections open at once, over every listener and worker; more are closed at
     /// accept. Default 10,000.
     pub max_connections: Option<usize>,
+    /// Networks (CIDRs or addresses) of the proxies in front of tollgate whose `X-Forwarded-For`
+    /// is believed, for the client address of tokens, throttles and the upstream. Default none:
+    /// the peer address is the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Forward header names holding `_` (nginx's `underscores_in_headers`). Default false: they
+    /// are dropped, since CGI-style servers read `X_Auth_Roles` as `X-Auth-Roles`.
+    pub underscores_in_headers: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
