@@ -250,17 +250,12 @@ impl ProxyHttp for Tollgate {
             }
         };
         if let Some(local) = issuer::match_path(&ctx.path) {
-            let peer = session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.ip().to_string())
+            let peer = client_addr::of_request(session, &snap.server.trusted_proxies)
+                .map(|a| a.to_string())
                 .unwrap_or_default();
-            let (reply, err) = issuer::serve(&self.state, &snap, session, &local, &peer).await;
-            ctx.outcome = match err {
-                None => local.endpoint.label(),
-                Some(e) => e.code(),
-            };
-            return respond(session, &reply).await;
+            let result = issuer::serve(&self.state, &snap, session, &local, &peer).await;
+            ctx.outcome = result.as_ref().map_or_else(|e| e.code(), |_| local.endpoint.label());
+            return respond(session, &result.unwrap_or_else(|e| e.reply())).await;
         }
         let authorization = session
             .req_header()
