@@ -114,6 +114,9 @@ pub async fn introspect(state: &State, snap: &Snapshot, realm: &Realm, req: &Req
 
 /// RFC 7009: 200 whether or not anything was revoked, so a client learns nothing about tokens
 /// that are not its own. Revoking a refresh token ends its whole grant chain.
+///
+/// A revocation that cannot be stored (the client's quota, or the whole table, is full of live
+/// revocations) is 503: no other client's revocation is ever dropped to make room.
 pub async fn revoke(state: &State, snap: &Snapshot, realm: &Realm, req: &Request<'_>) -> Result<Reply, OAuthError> {
     let form = parse_form(req.body)?;
     let client = client_auth::authenticate(state, snap, realm, req, &form).await?;
@@ -122,11 +125,19 @@ pub async fn revoke(state: &State, snap: &Snapshot, realm: &Realm, req: &Request
         .ok_or_else(|| OAuthError::InvalidRequest("Missing form parameter: token".into()))?;
     if let Ok(id) = bearer::verify(realm, token, req.now, Expect::Either) {
         if id.client_id == client.id {
+            let owner = format!("{}\0{}", realm.name, client.id);
             let until = id.exp + realm.leeway.as_secs();
-            state.store.revoke(&id.jti, until, req.now);
+            let mut ids = vec![id.jti.as_str()];
             if id.typ == "Refresh" && !id.sid.is_empty() {
-                state.store.revoke(&id.sid, until, req.now);
+                ids.push(&id.sid);
             }
+            state
+                .store
+                .revoke(&owner, &ids, until, req.now)
+                .map_err(|_| OAuthError::TemporarilyUnavailable {
+                    description: "too many live revocations are held; retry later",
+                    retry_after: 60,
+                })?;
             state.token_cache.remove_jti(&id.jti);
         }
     }
