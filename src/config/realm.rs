@@ -109,6 +109,18 @@ pub(super) fn build(c: &mut Checker, name: &str, rf: &RealmFile, default_issuer:
         }
     }
 
+    // X-Auth-Roles joins roles with ',': a client role holding one would read as two.
+    for (client, list) in &rf.client_roles {
+        for r in list.iter().map(String::as_str).chain([client.as_str()]) {
+            if r.contains(',') {
+                c.problem(
+                    format!("realms.{name}.client_roles.{client}"),
+                    format!("{r:?}: a client or client role name may not hold ','"),
+                );
+            }
+        }
+    }
+
     // Keys.
     let mut signer = None;
     let mut keys = HashMap::new();
@@ -164,6 +176,7 @@ pub(super) fn build(c: &mut Checker, name: &str, rf: &RealmFile, default_issuer:
             None if roles.contains(role) => Ok(None),
             None => Err(format!("{role:?} is not a role of realm {name:?}")),
             Some((client, r)) if client.is_empty() || r.is_empty() => Err(format!("{role:?} is not \"client:role\"")),
+            Some(_) if role.contains(',') => Err(format!("{role:?}: a client role name may not hold ','")),
             Some((client, r)) => match rf.client_roles.get(client) {
                 Some(list) if list.iter().any(|x| x == r) => Ok(None),
                 Some(_) => Err(format!("{role:?}: client {client:?} has no role {r:?} in client_roles")),
