@@ -86,6 +86,9 @@ pub struct RealmFile {
     pub signing_keys: Vec<KeyFile>,
     #[serde(default)]
     pub clients: BTreeMap<String, ClientFile>,
+    /// Longest a refresh chain lives from its original grant, however often it is refreshed
+    /// (Keycloak's Client Session Max). Default "10h" (Keycloak's SSO Session Max).
+    pub client_session_max_lifespan: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -36,6 +36,8 @@ pub struct Realm {
     pub clients: HashMap<String, Client>,
     /// Does any client use an argon2 secret (an unknown client then costs an argon2 run too)?
     pub any_hashed_secret: bool,
+    /// Longest a refresh chain lives from its original grant (Keycloak's Client Session Max).
+    pub client_session_max_lifespan: Duration,
 }
 
 #[derive(Debug)]
@@ -120,6 +122,11 @@ pub(super) fn build(c: &mut Checker, name: &str, rf: &RealmFile, default_issuer:
             }
         }
     }
+    let session_max = c.duration(
+        &at("client_session_max_lifespan"),
+        rf.client_session_max_lifespan.as_deref(),
+        Duration::from_secs(10 * 3600),
+    );
 
     // Keys.
     let mut signer = None;
@@ -217,6 +224,7 @@ pub(super) fn build(c: &mut Checker, name: &str, rf: &RealmFile, default_issuer:
         discovery_json: std::sync::OnceLock::new(),
         clients,
         any_hashed_secret,
+        client_session_max_lifespan: session_max,
     })
 }
 
