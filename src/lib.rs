@@ -5,8 +5,10 @@
 pub mod admin;
 #[cfg(feature = "mimalloc")]
 pub mod alloc;
+pub mod client_addr;
 pub mod config;
 pub mod counters;
+pub mod forward;
 pub mod guard;
 pub mod http_util;
 pub mod import;

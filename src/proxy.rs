@@ -5,13 +5,16 @@
 //!                         local endpoint?  -> issuer::serve, respond, done
 //!                         otherwise        -> guard::check: respond the denial, or go on
 //! upstream_peer           the matched route's upstream, with its timeouts
-//! upstream_request_filter normalised path; X-Auth-* stripped, identity headers added
+//! upstream_request_filter normalised path; spoofable headers stripped (forward.rs),
+//!                         X-Forwarded-*, identity headers added
 //! upstream_response_filter  upstream latency
 //! fail_to_proxy           502 / 504 with a JSON body
 //! logging                 access line and request metrics
 //! ```
 
+use crate::client_addr;
 use crate::counters::InFlight;
+use crate::forward;
 use crate::guard::{self, path, Allowed, Denied, Refused, Tables};
 use crate::http_util::{self, Reply};
 use crate::issuer;
@@ -86,6 +89,10 @@ fn framing_problem(req: &RequestHeader, raw: Option<&[u8]>) -> Option<Reply> {
     }
     if cl_count > 1 {
         return Some(Reply::error(400, "invalid_request", "more than one Content-Length"));
+    }
+    // One field is verified; a second could be what the upstream reads.
+    if req.headers.get_all(http::header::AUTHORIZATION).iter().nth(1).is_some() {
+        return Some(Reply::error(400, "invalid_request", "more than one Authorization"));
     }
     if !te.is_empty() && cl_count > 0 {
         return Some(Reply::error(
@@ -282,17 +289,12 @@ impl ProxyHttp for Tollgate {
         let local = issuer::match_path(&ctx.path)
             .filter(|l| l.realm.and_then(|r| snap.realm(r)).is_none_or(|r| !r.is_remote()));
         if let Some(local) = local {
-            let peer = session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.ip().to_string())
+            let peer = client_addr::of_request(session, &snap.server.trusted_proxies)
+                .map(|a| a.to_string())
                 .unwrap_or_default();
-            let (reply, err) = issuer::serve(&self.state, &snap, session, &local, &peer).await;
-            ctx.outcome = match err {
-                None => local.endpoint.label(),
-                Some(e) => e.code(),
-            };
-            return respond(session, &reply).await;
+            let result = issuer::serve(&self.state, &snap, session, &local, &peer).await;
+            ctx.outcome = result.as_ref().map_or_else(|e| e.code(), |_| local.endpoint.label());
+            return respond(session, &result.unwrap_or_else(|e| e.reply())).await;
         }
         if let Some(reply) = self.cors(session, ctx, &snap) {
             return respond(session, &reply).await;
@@ -367,21 +369,25 @@ impl ProxyHttp for Tollgate {
             }
             values => values.flatten(),
         };
+        // The forwarding rules of the live config: a reload since request_filter changes only
+        // which hop headers are believed, never the route decided.
+        let snap = self.state.config.load();
+        let server = &snap.server;
+        let hop = forward::Hop {
+            peer: client_addr::peer_ip(session),
+            tls: session.digest().is_some_and(|d| d.ssl_digest.is_some()),
+            trusted: &server.trusted_proxies,
+            keep_underscores: server.underscores_in_headers,
+        };
+        let authority = session.req_header().uri.authority().map(|a| a.as_str());
         let mut parts: http::request::Parts = std::mem::replace(up, empty_request()).into();
         let headers = &mut parts.headers;
-        let spoofed: Vec<http::HeaderName> = headers
-            .keys()
-            .filter(|k| k.as_str().starts_with("x-auth-"))
-            .cloned()
-            .collect();
-        for name in spoofed {
-            headers.remove(&name);
-        }
+        let forwarded = forward::apply(headers, &hop, authority);
         if !allowed.route.forward_token {
             headers.remove(http::header::AUTHORIZATION);
         }
         claim_headers(headers, &self.state.config.load().claim_header_names, allowed);
-        let added = identity.map_or(Ok(()), |values| add_identity(headers, values));
+        let added = forwarded.and_then(|()| identity.map_or(Ok(()), |values| add_identity(headers, values)));
         // The request is whole again before anything can fail.
         *up = RequestHeader::from(parts);
         added.map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "too many request headers"))?;

@@ -52,6 +52,14 @@ pub struct ServerFile {
     /// Client connections open at once, over every listener and worker; more are closed at
     /// accept. Default 10,000.
     pub max_connections: Option<usize>,
+    /// Networks (CIDRs or addresses) of the proxies in front of tollgate whose `X-Forwarded-For`
+    /// is believed, for the client address of tokens, throttles and the upstream. Default none:
+    /// the peer address is the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Forward header names holding `_` (nginx's `underscores_in_headers`). Default false: they
+    /// are dropped, since CGI-style servers read `X_Auth_Roles` as `X-Auth-Roles`.
+    pub underscores_in_headers: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,6 +106,9 @@ pub struct RealmFile {
     pub signing_keys: Vec<KeyFile>,
     #[serde(default)]
     pub clients: BTreeMap<String, ClientFile>,
+    /// Longest a refresh chain lives from its original grant, however often it is refreshed
+    /// (Keycloak's Client Session Max). Default "10h" (Keycloak's SSO Session Max).
+    pub client_session_max_lifespan: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -74,6 +74,10 @@ pub struct ServerSettings {
     pub work_stealing: bool,
     /// None: [`DEFAULT_MAX_CONNECTIONS`], or less if the open-files limit cannot hold it.
     pub max_connections: Option<usize>,
+    /// Whose `X-Forwarded-For` is believed. Default none.
+    pub trusted_proxies: crate::client_addr::TrustedProxies,
+    /// Forward header names holding `_`. Default false (dropped, as nginx does).
+    pub underscores_in_headers: bool,
 }
 
 /// Default `server.max_connections`: bounds the memory that idle and busy connections can hold.
@@ -308,6 +312,12 @@ fn validate(f: FileConfig, c: &mut Checker, opts: LoadOptions) -> Result<Snapsho
     if max_connections == Some(0) {
         c.problem("server.max_connections", "must be at least 1");
     }
+    let trusted_proxies = crate::client_addr::TrustedProxies::parse(&s.trusted_proxies).unwrap_or_else(|problems| {
+        for p in problems {
+            c.problem("server.trusted_proxies", p);
+        }
+        Default::default()
+    });
     let server = ServerSettings {
         listen,
         tls_listen,
@@ -323,6 +333,8 @@ fn validate(f: FileConfig, c: &mut Checker, opts: LoadOptions) -> Result<Snapsho
         watch: s.watch.unwrap_or(true),
         work_stealing: s.work_stealing.unwrap_or(false),
         max_connections,
+        trusted_proxies,
+        underscores_in_headers: s.underscores_in_headers.unwrap_or(false),
     };
 
     // The port tokens name in their default issuer: the plain listener's, else the TLS one's.

@@ -91,6 +91,22 @@ pub(super) fn build(c: &mut Checker, name: &str, rf: &RealmFile, default_issuer:
         );
     }
     let roles = realm_roles(c, name, rf);
+    // X-Auth-Roles joins roles with ',': a client role holding one would read as two.
+    for (client, list) in &rf.client_roles {
+        for r in list.iter().map(String::as_str).chain([client.as_str()]) {
+            if r.contains(',') {
+                c.problem(
+                    format!("realms.{name}.client_roles.{client}"),
+                    format!("{r:?}: a client or client role name may not hold ','"),
+                );
+            }
+        }
+    }
+    let session_max = c.duration(
+        &at("client_session_max_lifespan"),
+        rf.client_session_max_lifespan.as_deref(),
+        Duration::from_secs(10 * 3600),
+    );
     // Keys first, but every other problem of the realm is still collected before giving up.
     let keys = if remote {
         super::remote::keys(c, name, rf, &issuer).map(|k| (k, bytes::Bytes::new()))
@@ -103,6 +119,7 @@ pub(super) fn build(c: &mut Checker, name: &str, rf: &RealmFile, default_issuer:
             None if roles.contains(role) => Ok(None),
             None => Err(format!("{role:?} is not a role of realm {name:?}")),
             Some((client, r)) if client.is_empty() || r.is_empty() => Err(format!("{role:?} is not \"client:role\"")),
+            Some(_) if role.contains(',') => Err(format!("{role:?}: a client role name may not hold ','")),
             Some((client, r)) => match rf.client_roles.get(client) {
                 Some(list) if list.iter().any(|x| x == r) => Ok(None),
                 Some(_) => Err(format!("{role:?}: client {client:?} has no role {r:?} in client_roles")),
@@ -142,6 +159,7 @@ pub(super) fn build(c: &mut Checker, name: &str, rf: &RealmFile, default_issuer:
         discovery_json: std::sync::OnceLock::new(),
         clients,
         any_hashed_secret,
+        client_session_max_lifespan: session_max,
     })
 }
 

@@ -2,14 +2,19 @@
 //!
 //! Unreserved characters are decoded, every other escape is kept (upper-cased) so the upstream
 //! sees exactly the path that was authorised; `.`/`..` segments are resolved and `//` collapsed.
-//! What could still mean something different to the upstream (an encoded `/`, `\` or NUL, a raw
-//! `\`, a control character, a climb above the root) is refused rather than guessed at.
+//! What could still mean something different to the upstream (an encoded `/`, `\`, `;` or NUL,
+//! a raw `\`, a control character, a climb above the root) is refused rather than guessed at.
+//!
+//! Path parameters (`/admin;jsessionid=1`) are cut off every segment: Tomcat, Jetty and Spring
+//! strip them before routing, so the route is matched on what those servers route on, and the
+//! upstream is sent that same cut path, which every server reads one way.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathError {
     NotAbsolute,
     BadEscape,
     EncodedSeparator,
+    EncodedSemicolon,
     Backslash,
     ControlCharacter,
     AboveRoot,
@@ -23,6 +28,7 @@ impl PathError {
             PathError::NotAbsolute => "path must start with '/'",
             PathError::BadEscape => "malformed percent-encoding in path",
             PathError::EncodedSeparator => "path holds an encoded '/', '\\' or NUL",
+            PathError::EncodedSemicolon => "path holds an encoded ';'",
             PathError::Backslash => "path holds a backslash",
             PathError::ControlCharacter => "path holds a control character",
             PathError::AboveRoot => "path climbs above the root",
@@ -48,8 +54,8 @@ fn unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
-/// The common case: nothing to decode, no dot segment, no empty segment. Such a path is
-/// already normal.
+/// The common case: nothing to decode, no dot segment, no empty segment, no path parameter.
+/// Such a path is already normal.
 fn is_plain(raw: &[u8]) -> bool {
     let mut prev = 0u8;
     for &b in raw {
@@ -69,7 +75,6 @@ fn is_plain(raw: &[u8]) -> bool {
                     | b'*'
                     | b'+'
                     | b','
-                    | b';'
                     | b'='
                     | b':'
                     | b'@'
@@ -111,6 +116,8 @@ pub fn normalise(raw: &str) -> Result<String, PathError> {
                 let v = h << 4 | l;
                 match v {
                     b'/' | b'\\' | 0 => return Err(PathError::EncodedSeparator),
+                    // Some decoders take it for a parameter separator, some for data.
+                    b';' => return Err(PathError::EncodedSemicolon),
                     v if unreserved(v) => decoded.push(v),
                     v => {
                         const HEX: &[u8; 16] = b"0123456789ABCDEF";
@@ -136,14 +143,16 @@ pub fn normalise(raw: &str) -> Result<String, PathError> {
     let last = segments.len() - 1;
     let mut trailing_slash = false;
     for (n, seg) in segments.iter().enumerate() {
-        // `..;x` is `..` to servers that strip path parameters (Tomcat, Jetty): refuse it
-        // rather than guess which reading the upstream takes.
+        let mut seg: &[u8] = seg;
         if let Some(semi) = seg.iter().position(|&b| b == b';') {
+            // `..;x` is a climb to servers that strip parameters and a name to the rest: a
+            // path written that way is refused rather than resolved either way.
             if matches!(&seg[..semi], b"." | b"..") {
                 return Err(PathError::DotParameters);
             }
+            seg = &seg[..semi];
         }
-        match *seg {
+        match seg {
             b"" | b"." => trailing_slash = n == last,
             b".." => {
                 if out.pop().is_none() {
@@ -217,7 +226,31 @@ mod tests {
         assert_eq!(n("/public/..;/admin"), Err(PathError::DotParameters));
         assert_eq!(n("/public/.;x/admin"), Err(PathError::DotParameters));
         assert_eq!(n("/public/%2e%2e;/admin"), Err(PathError::DotParameters));
-        assert_eq!(n("/public/a..;b/x").unwrap(), "/public/a..;b/x");
+        assert_eq!(n("/a%3bb"), Err(PathError::EncodedSemicolon));
+        assert_eq!(n("/a%3Bb"), Err(PathError::EncodedSemicolon));
+    }
+
+    #[test]
+    fn path_parameters_are_cut_off_every_segment() {
+        assert_eq!(n("/public/a..;b/x").unwrap(), "/public/a../x");
+        assert_eq!(n("/api/orders/admin;x").unwrap(), "/api/orders/admin");
+        assert_eq!(n("/api/orders/admin;").unwrap(), "/api/orders/admin");
+        assert_eq!(n("/api/orders/admin;jsessionid=1").unwrap(), "/api/orders/admin");
+        assert_eq!(n("/api/orders/admin;x/users/7").unwrap(), "/api/orders/admin/users/7");
+        assert_eq!(n("/api;v=1/orders;a=b;c=d/admin").unwrap(), "/api/orders/admin");
+        assert_eq!(
+            n("/api/;x/orders").unwrap(),
+            "/api/orders",
+            "a segment of parameters alone is empty"
+        );
+        assert_eq!(n("/api/orders/;x").unwrap(), "/api/orders/");
+        assert_eq!(n("/public;x/../admin").unwrap(), "/admin");
+        assert_eq!(n("/api/or%64ers/admin;x%41").unwrap(), "/api/orders/admin");
+        for p in ["/api/orders/admin;x", "/a;b/c;d", "/;"] {
+            let once = n(p).unwrap();
+            assert!(!once.contains(';'), "{p} -> {once}");
+            assert_eq!(n(&once), Ok(once.clone()), "{p}: its own normal form");
+        }
     }
 
     #[test]

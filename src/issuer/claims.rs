@@ -69,6 +69,8 @@ pub struct RefreshClaims<'a> {
     pub azp: &'a str,
     pub sid: &'a str,
     pub scope: &'a str,
+    /// When the chain's original grant was made (its client session started).
+    pub auth_time: u64,
 }
 
 /// Everything that varies per token.
@@ -79,12 +81,24 @@ pub struct Issue<'a> {
     pub peer: &'a str,
     pub now: u64,
     pub sid: &'a str,
+    /// When the grant chain began.
+    pub started: u64,
+    /// When the grant chain ends, for a client with refresh tokens: no token outlives it.
+    pub session_end: Option<u64>,
+}
+
+impl Issue<'_> {
+    /// `now + lifespan`, cut at the end of the chain.
+    fn expiry(&self, lifespan: std::time::Duration) -> u64 {
+        let exp = self.now.saturating_add(lifespan.as_secs());
+        self.session_end.map_or(exp, |end| exp.min(end))
+    }
 }
 
 pub fn access<'a>(i: &'a Issue<'a>, jti: &'a str, username: &'a str) -> AccessClaims<'a> {
     let c = i.client;
     AccessClaims {
-        exp: i.now + i.realm.access_token_lifespan.as_secs(),
+        exp: i.expiry(i.realm.access_token_lifespan),
         iat: i.now,
         jti,
         iss: &i.realm.issuer,
@@ -111,7 +125,7 @@ pub fn access<'a>(i: &'a Issue<'a>, jti: &'a str, username: &'a str) -> AccessCl
 
 pub fn refresh<'a>(i: &'a Issue<'a>, jti: &'a str) -> RefreshClaims<'a> {
     RefreshClaims {
-        exp: i.now + i.realm.refresh_token_lifespan.as_secs(),
+        exp: i.expiry(i.realm.refresh_token_lifespan),
         iat: i.now,
         jti,
         iss: &i.realm.issuer,
@@ -121,6 +135,7 @@ pub fn refresh<'a>(i: &'a Issue<'a>, jti: &'a str) -> RefreshClaims<'a> {
         azp: &i.client.id,
         sid: i.sid,
         scope: i.scope,
+        auth_time: i.started,
     }
 }
 

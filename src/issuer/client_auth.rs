@@ -1,9 +1,12 @@
 //! Client authentication at the token, introspection and revocation endpoints:
 //! client_secret_basic, client_secret_post, private_key_jwt and client_secret_jwt (RFC 7523).
 
+use super::endpoints::Request;
 use super::form::{self, Form};
 use super::oauth_error::OAuthError;
-use crate::config::{Client, Realm};
+use super::secret_check;
+use super::throttle::{Attempt, Failure, Refusal};
+use crate::config::{Client, Realm, Snapshot};
 use crate::state::State;
 use crate::store::Use;
 use base64::engine::general_purpose::STANDARD;
@@ -29,54 +32,77 @@ struct Presented {
     secret: Option<String>,
 }
 
-const BAD_CLIENT: &str = "Invalid client or Invalid client credentials";
+/// Why a presented credential did not authenticate its client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failed {
+    /// Counted by the throttle as this kind of failure.
+    Counted(Failure),
+    /// Could not be decided now (the argon2 pool is full, the replay table is full): 503.
+    Unavailable(&'static str),
+}
 
-/// Authenticate the client of a request to `realm`. `authorization` is the raw header value.
-pub fn authenticate<'r>(
+/// Authenticate the client of `req` to `realm`, under the throttle.
+pub async fn authenticate<'r>(
     state: &State,
+    snap: &Snapshot,
     realm: &'r Realm,
-    authorization: Option<&[u8]>,
+    req: &Request<'_>,
     form: &Form,
-    peer: &str,
-    now: u64,
 ) -> Result<&'r Client, OAuthError> {
-    let p = presented(authorization, form)?;
-    let basic_realm = (p.method == Method::Basic).then(|| realm.name.clone());
-    let fail = |description| OAuthError::InvalidClient {
-        description,
-        basic_realm: basic_realm.clone(),
+    let p = presented(req.authorization, form)?;
+    let invalid = || OAuthError::InvalidClient {
+        basic_realm: (p.method == Method::Basic).then(|| realm.name.clone()),
     };
-
-    let limit = state.config.load().server.auth_failures_per_minute;
-    let client_key = format!("c\0{}\0{}", realm.name, p.client_id);
-    let addr_key = format!("a\0{peer}");
-    for key in [&client_key, &addr_key] {
-        if let Some(retry_after) =
-            state
-                .throttle
-                .blocked(key, limit.saturating_mul(if key == &addr_key { 5 } else { 1 }), now)
-        {
+    let attempt = Attempt {
+        realm: &realm.name,
+        client_id: &p.client_id,
+        addr: req.peer,
+    };
+    // Checked before the credentials, or guessing would go on behind the 429s.
+    match state
+        .throttle
+        .check(&attempt, snap.server.auth_failures_per_minute, req.now)
+        .await
+    {
+        Ok(()) => {}
+        Err(Refusal::Throttled { retry_after }) => {
             state
                 .metrics
                 .inc("tollgate_auth_throttled_total", &[("realm", &realm.name)]);
             return Err(OAuthError::TooManyAttempts { retry_after });
         }
+        Err(Refusal::Unavailable) => return Err(unavailable("failed authentications cannot be counted now")),
     }
     let result = match p.method {
-        Method::Basic | Method::Post => check_secret(realm, &p.client_id, p.secret.as_deref().unwrap_or("")),
-        Method::Jwt => check_assertion(state, realm, &p.client_id, form, now),
+        Method::Basic | Method::Post => {
+            let presented = p.secret.as_deref().unwrap_or("").as_bytes();
+            secret_check::check(snap, realm, &p.client_id, presented).await
+        }
+        Method::Jwt => check_assertion(state, realm, &p.client_id, form, req.now),
     };
     match result {
         Ok(client) if client.enabled => {
-            state.throttle.succeed(&client_key);
+            // A success that cannot be recorded still stands; the count expires on its own.
+            let _ = state.throttle.succeeded(&attempt).await;
             Ok(client)
         }
-        Ok(_) => Err(fail(BAD_CLIENT)),
-        Err(description) => {
-            state.throttle.fail(&client_key, now);
-            state.throttle.fail(&addr_key, now);
-            Err(fail(description))
+        Ok(_) => Err(invalid()),
+        Err(Failed::Counted(kind)) => {
+            state
+                .throttle
+                .failed(&attempt, kind, req.now)
+                .await
+                .map_err(|_| unavailable("failed authentications cannot be counted now"))?;
+            Err(invalid())
         }
+        Err(Failed::Unavailable(why)) => Err(unavailable(why)),
+    }
+}
+
+fn unavailable(description: &'static str) -> OAuthError {
+    OAuthError::TemporarilyUnavailable {
+        description,
+        retry_after: 1,
     }
 }
 
@@ -139,28 +165,7 @@ fn presented(authorization: Option<&[u8]>, form: &Form) -> Result<Presented, OAu
             secret: None,
         });
     }
-    Err(OAuthError::InvalidClient {
-        description: "client authentication required",
-        basic_realm: None,
-    })
-}
-
-/// Compare a presented secret, doing the same work whether or not the client exists.
-fn check_secret<'r>(realm: &'r Realm, id: &str, presented: &str) -> Result<&'r Client, &'static str> {
-    match realm.clients.get(id) {
-        Some(client) => match &client.secret {
-            Some(secret) if secret.verify(presented.as_bytes()) => Ok(client),
-            Some(_) => Err(BAD_CLIENT),
-            None => {
-                crate::secret::dummy_verify(realm.any_hashed_secret);
-                Err(BAD_CLIENT)
-            }
-        },
-        None => {
-            crate::secret::dummy_verify(realm.any_hashed_secret);
-            Err(BAD_CLIENT)
-        }
-    }
+    Err(OAuthError::InvalidClient { basic_realm: None })
 }
 
 #[derive(Deserialize)]
@@ -183,32 +188,34 @@ struct AssertionClaims {
     jti: Option<String>,
 }
 
-fn check_assertion<'r>(
-    state: &State,
-    realm: &'r Realm,
-    id: &str,
-    form: &Form,
-    now: u64,
-) -> Result<&'r Client, &'static str> {
+/// Check a client assertion. Only an HMAC-signed one (client_secret_jwt) that fails at its
+/// signature is a guess at a credential, whichever client it names; one that is not a JWS,
+/// names a client without keys for its `alg`, carries a public-key signature that does not
+/// verify, or is replayed, could not succeed whatever was guessed.
+fn check_assertion<'r>(state: &State, realm: &'r Realm, id: &str, form: &Form, now: u64) -> Result<&'r Client, Failed> {
+    let no_guess = Failed::Counted(Failure::NotAGuess);
     let assertion = form.get("client_assertion").unwrap_or("");
-    let client = realm.clients.get(id).ok_or(BAD_CLIENT)?;
-    let header = jsonwebtoken::decode_header(assertion).map_err(|_| "malformed client assertion")?;
-    let keys: Vec<DecodingKey> = match header.alg {
-        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
-            // client_secret_jwt: the plaintext secret is the HMAC key.
-            let secret = client.secret.as_ref().and_then(|s| s.plaintext()).ok_or(BAD_CLIENT)?;
-            vec![DecodingKey::from_secret(secret.expose().as_bytes())]
-        }
-        alg => {
-            let jwks = client.jwks.as_ref().ok_or(BAD_CLIENT)?;
-            jwks.set
-                .keys
-                .iter()
-                .filter(|k| header.kid.is_none() || k.common.key_id == header.kid)
-                .filter(|k| jwk_allows(k, alg))
-                .filter_map(|k| DecodingKey::from_jwk(k).ok())
-                .collect()
-        }
+    let header = jsonwebtoken::decode_header(assertion).map_err(|_| no_guess)?;
+    let hmac = matches!(header.alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512);
+    let bad_signature = Failed::Counted(if hmac { Failure::Guess } else { Failure::NotAGuess });
+    let client = realm.clients.get(id).ok_or(bad_signature)?;
+    let keys: Vec<DecodingKey> = if hmac {
+        // client_secret_jwt: the plaintext secret is the HMAC key.
+        let secret = client
+            .secret
+            .as_ref()
+            .and_then(|s| s.plaintext())
+            .ok_or(bad_signature)?;
+        vec![DecodingKey::from_secret(secret.expose().as_bytes())]
+    } else {
+        let jwks = client.jwks.as_ref().ok_or(no_guess)?;
+        jwks.set
+            .keys
+            .iter()
+            .filter(|k| header.kid.is_none() || k.common.key_id == header.kid)
+            .filter(|k| jwk_allows(k, header.alg))
+            .filter_map(|k| DecodingKey::from_jwk(k).ok())
+            .collect()
     };
     let mut v = Validation::new(header.alg);
     v.set_audience(&[realm.token_endpoint.as_str(), realm.issuer.as_str()]);
@@ -218,23 +225,22 @@ fn check_assertion<'r>(
     let claims = keys
         .iter()
         .find_map(|k| jsonwebtoken::decode::<AssertionClaims>(assertion, k, &v).ok())
-        .ok_or("client assertion is invalid: bad signature, audience, issuer or expiry")?
+        .ok_or(bad_signature)?
         .claims;
-    if claims.sub != id {
-        return Err("client assertion sub is not the client");
+    if claims.sub != id || claims.exp > now + MAX_ASSERTION_LIFETIME {
+        return Err(no_guess);
     }
-    if claims.exp > now + MAX_ASSERTION_LIFETIME {
-        return Err("client assertion lives too long");
-    }
-    let jti = claims.jti.ok_or("client assertion has no jti")?;
+    let jti = claims.jti.ok_or(no_guess)?;
     match state.store.use_once(
         &format!("{}\0{id}\0{jti}", realm.name),
         claims.exp + realm.leeway.as_secs(),
         now,
     ) {
         Use::First => Ok(client),
-        Use::Replay => Err("client assertion already used"),
-        Use::Full => Err("client assertion cannot be checked for replay now"),
+        Use::Replay => Err(no_guess),
+        Use::Full => Err(Failed::Unavailable(
+            "client assertions cannot be checked for replay now",
+        )),
     }
 }
 

@@ -5,7 +5,7 @@ use super::client_auth;
 use super::form::{self, Form};
 use super::grant;
 use super::oauth_error::OAuthError;
-use crate::config::Realm;
+use crate::config::{Realm, Snapshot};
 use crate::http_util::Reply;
 use crate::state::State;
 use crate::token::Expect;
@@ -23,7 +23,7 @@ fn parse_form(body: &[u8]) -> Result<Form, OAuthError> {
     form::parse(body).map_err(|e| OAuthError::InvalidRequest(e.describe()))
 }
 
-pub fn token(state: &State, realm: &Realm, req: &Request) -> Result<Reply, OAuthError> {
+pub async fn token(state: &State, snap: &Snapshot, realm: &Realm, req: &Request<'_>) -> Result<Reply, OAuthError> {
     let form = parse_form(req.body)?;
     let grant_type = form
         .get("grant_type")
@@ -31,7 +31,7 @@ pub fn token(state: &State, realm: &Realm, req: &Request) -> Result<Reply, OAuth
     if grant_type != "client_credentials" && grant_type != "refresh_token" {
         return Err(OAuthError::UnsupportedGrantType(grant_type.to_string()));
     }
-    let client = client_auth::authenticate(state, realm, req.authorization, &form, req.peer, req.now)?;
+    let client = client_auth::authenticate(state, snap, realm, req, &form).await?;
     let body = match grant_type {
         "client_credentials" => grant::client_credentials(realm, client, &form, req.peer, req.now)?,
         _ => grant::refresh_token(state, realm, client, &form, req.peer, req.now)?,
@@ -82,9 +82,9 @@ fn discovery_doc(realm: &Realm) -> bytes::Bytes {
 }
 
 /// RFC 7662: anything that is not a live token of this realm is `{"active": false}`.
-pub fn introspect(state: &State, realm: &Realm, req: &Request) -> Result<Reply, OAuthError> {
+pub async fn introspect(state: &State, snap: &Snapshot, realm: &Realm, req: &Request<'_>) -> Result<Reply, OAuthError> {
     let form = parse_form(req.body)?;
-    client_auth::authenticate(state, realm, req.authorization, &form, req.peer, req.now)?;
+    client_auth::authenticate(state, snap, realm, req, &form).await?;
     let token = form
         .get("token")
         .ok_or_else(|| OAuthError::InvalidRequest("Missing form parameter: token".into()))?;
@@ -117,19 +117,30 @@ pub fn introspect(state: &State, realm: &Realm, req: &Request) -> Result<Reply, 
 
 /// RFC 7009: 200 whether or not anything was revoked, so a client learns nothing about tokens
 /// that are not its own. Revoking a refresh token ends its whole grant chain.
-pub fn revoke(state: &State, realm: &Realm, req: &Request) -> Result<Reply, OAuthError> {
+///
+/// A revocation that cannot be stored (the client's quota, or the whole table, is full of live
+/// revocations) is 503: no other client's revocation is ever dropped to make room.
+pub async fn revoke(state: &State, snap: &Snapshot, realm: &Realm, req: &Request<'_>) -> Result<Reply, OAuthError> {
     let form = parse_form(req.body)?;
-    let client = client_auth::authenticate(state, realm, req.authorization, &form, req.peer, req.now)?;
+    let client = client_auth::authenticate(state, snap, realm, req, &form).await?;
     let token = form
         .get("token")
         .ok_or_else(|| OAuthError::InvalidRequest("Missing form parameter: token".into()))?;
     if let Ok(id) = super::verify_own(realm, token, req.now, Expect::Either) {
         if id.client_id == client.id {
+            let owner = format!("{}\0{}", realm.name, client.id);
             let until = id.exp + realm.leeway.as_secs();
-            state.store.revoke(&id.jti, until, req.now);
+            let mut ids = vec![id.jti.as_str()];
             if id.typ == "Refresh" && !id.sid.is_empty() {
-                state.store.revoke(&id.sid, until, req.now);
+                ids.push(&id.sid);
             }
+            state
+                .store
+                .revoke(&owner, &ids, until, req.now)
+                .map_err(|_| OAuthError::TemporarilyUnavailable {
+                    description: "too many live revocations are held; retry later",
+                    retry_after: 60,
+                })?;
             state.token_cache.remove_jti(&id.jti);
         }
     }

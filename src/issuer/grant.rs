@@ -37,48 +37,70 @@ pub fn resolve_scope(client: &Client, requested: Option<&str>) -> Result<String,
     Ok(out.join(" "))
 }
 
+/// The grant chain a token is issued in: its `sid`, and when its original grant was made.
+#[derive(Debug, Clone, Copy)]
+pub struct Session<'a> {
+    pub sid: &'a str,
+    pub started: u64,
+}
+
 /// Sign an access token (and a refresh token, where the client uses them) and render the
-/// RFC 6749 §5.1 response body.
+/// RFC 6749 §5.1 response body. `session`: the chain being refreshed, none for a new grant.
 pub fn issue(
     realm: &Realm,
     client: &Client,
     scope: &str,
     peer: &str,
     now: u64,
-    sid: Option<&str>,
+    session: Option<Session>,
 ) -> Result<String, OAuthError> {
     let new_sid;
-    let sid = match sid {
+    let session = match session {
         Some(s) => s,
         None => {
             new_sid = claims::random_id();
-            &new_sid
+            Session {
+                sid: &new_sid,
+                started: now,
+            }
         }
     };
+    // A refresh chain ends at its client session's max lifespan, however often it is renewed;
+    // nothing it issues outlives that.
+    let session_end = client.use_refresh_token.then(|| {
+        session
+            .started
+            .saturating_add(realm.client_session_max_lifespan.as_secs())
+    });
     let i = Issue {
         realm,
         client,
         scope,
         peer,
         now,
-        sid,
+        sid: session.sid,
+        started: session.started,
+        session_end,
     };
     let jti = claims::random_id();
     let username = format!("service-account-{}", client.id);
-    let access = sign(realm, &claims::access(&i, &jti, &username))?;
+    let access_claims = claims::access(&i, &jti, &username);
+    let access_exp = access_claims.exp;
+    let access = sign(realm, &access_claims)?;
     let refresh = if client.use_refresh_token {
         let rjti = claims::random_id();
-        Some(sign(realm, &claims::refresh(&i, &rjti))?)
+        let c = claims::refresh(&i, &rjti);
+        Some((sign(realm, &c)?, c.exp))
     } else {
         None
     };
     Ok(TokenResponse {
         access_token: &access,
-        expires_in: realm.access_token_lifespan.as_secs(),
-        refresh: refresh.as_deref().map(|token| Refresh {
+        expires_in: access_exp.saturating_sub(now),
+        refresh: refresh.as_ref().map(|(token, exp)| Refresh {
             token,
-            expires_in: realm.refresh_token_lifespan.as_secs(),
-            session_state: sid,
+            expires_in: exp.saturating_sub(now),
+            session_state: session.sid,
         }),
         scope,
     }
@@ -193,6 +215,10 @@ pub fn refresh_token(
         .ok_or_else(|| OAuthError::InvalidRequest("refresh_token is missing".into()))?;
     let id = super::verify_own(realm, token, now, Expect::Refresh)
         .map_err(|_| OAuthError::InvalidGrant("Invalid refresh token"))?;
+    let started = chain_start(token).unwrap_or(id.iat);
+    if now >= started.saturating_add(realm.client_session_max_lifespan.as_secs()) {
+        return Err(OAuthError::InvalidGrant("Session not active"));
+    }
     if id.client_id != client.id {
         return Err(OAuthError::InvalidGrant(
             "Token client and authorized client don't match",
@@ -212,7 +238,20 @@ pub fn refresh_token(
             resolve_scope(client, Some(asked))?
         }
     };
-    issue(realm, client, &scope, peer, now, Some(&id.sid))
+    let session = Session { sid: &id.sid, started };
+    issue(realm, client, &scope, peer, now, Some(session))
+}
+
+/// When the chain of a refresh token (already verified) began: its `auth_time`. A refresh
+/// token issued before chains carried one has none; its own `iat` stands in.
+fn chain_start(verified: &str) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Started {
+        auth_time: Option<u64>,
+    }
+    jsonwebtoken::dangerous::insecure_decode_claims::<Started>(verified)
+        .ok()?
+        .auth_time
 }
 
 #[cfg(test)]

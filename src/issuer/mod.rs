@@ -6,6 +6,8 @@ pub mod endpoints;
 pub mod form;
 pub mod grant;
 pub mod oauth_error;
+pub mod secret_check;
+pub mod throttle;
 
 use crate::config::Snapshot;
 use crate::http_util::Reply;
@@ -76,31 +78,30 @@ pub fn match_path(path: &str) -> Option<Local<'_>> {
     })
 }
 
-/// Answer a local endpoint. Returns the reply and the realm name it was for (for logs).
+/// Answer a local endpoint; the caller renders an error with [`OAuthError::reply`].
+/// `peer` is the client's address as `server.trusted_proxies` resolves it.
 pub async fn serve(
     state: &State,
     snap: &Snapshot,
     session: &mut Session,
     local: &Local<'_>,
     peer: &str,
-) -> (Reply, Option<OAuthError>) {
-    match serve_inner(state, snap, session, local, peer).await {
-        Ok(r) => (r, None),
-        Err(e) => {
+) -> Result<Reply, OAuthError> {
+    let result = serve_inner(state, snap, session, local, peer).await;
+    if let Err(e) = &result {
+        if local.endpoint.is_post() {
             let realm = local.realm.or(snap.default_realm.as_deref()).unwrap_or("");
-            if local.endpoint.is_post() {
-                state.metrics.inc(
-                    "tollgate_token_errors_total",
-                    &[
-                        ("realm", realm),
-                        ("endpoint", local.endpoint.label()),
-                        ("error", e.code()),
-                    ],
-                );
-            }
-            (e.reply(), Some(e))
+            state.metrics.inc(
+                "tollgate_token_errors_total",
+                &[
+                    ("realm", realm),
+                    ("endpoint", local.endpoint.label()),
+                    ("error", e.code()),
+                ],
+            );
         }
     }
+    result
 }
 
 async fn serve_inner(
@@ -158,9 +159,9 @@ async fn serve_inner(
         now: crate::http_util::now(),
     };
     match local.endpoint {
-        Endpoint::Token => endpoints::token(state, realm, &req),
-        Endpoint::Introspect => endpoints::introspect(state, realm, &req),
-        _ => endpoints::revoke(state, realm, &req),
+        Endpoint::Token => endpoints::token(state, snap, realm, &req).await,
+        Endpoint::Introspect => endpoints::introspect(state, snap, realm, &req).await,
+        _ => endpoints::revoke(state, snap, realm, &req).await,
     }
 }
 

@@ -36,6 +36,8 @@ pub struct Realm {
     pub clients: HashMap<String, Client>,
     /// Does any client use an argon2 secret (an unknown client then costs an argon2 run too)?
     pub any_hashed_secret: bool,
+    /// Longest a refresh chain lives from its original grant (Keycloak's Client Session Max).
+    pub client_session_max_lifespan: Duration,
 }
 
 /// Where a realm's verifying keys come from.
