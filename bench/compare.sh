@@ -16,7 +16,7 @@ cd "$ROOT"
 DURATION=${DURATION:-8}
 REPEAT=${REPEAT:-5}
 CONNS=${CONNS:-16}
-ALL_PAIRS="remote_vs_local:/remote/x:/local/x:1.05"
+ALL_PAIRS="remote_vs_local:/remote/x:/local/x:1.05 policy_vs_roles:/policy/x:/roles/x:1.05"
 PAIRS=${PAIRS:-}
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/tollgate"
 
