@@ -6,6 +6,7 @@ pub mod cut;
 pub mod echo;
 pub mod jwks;
 pub mod redis;
+pub mod lax;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
