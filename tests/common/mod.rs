@@ -5,8 +5,8 @@
 pub mod cut;
 pub mod echo;
 pub mod jwks;
-pub mod redis;
 pub mod lax;
+pub mod redis;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
