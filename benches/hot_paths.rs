@@ -136,7 +136,7 @@ fn bench_issue(c: &mut Criterion) {
     g.finish();
 
     // The token endpoint once the body is in: form, client authentication, grant, reply.
-    let state = State::new(snapshot, path, None);
+    let state = State::new(snapshot, path, None).expect("state");
     let snap = state.config.load_full();
     let realm = snap.realm("es").unwrap().clone();
     let body = b"grant_type=client_credentials";
@@ -181,7 +181,7 @@ fn bench_verify_and_guard(c: &mut Criterion) {
         b.iter(|| verify_own(&realm, black_box(&token), t, Expect::Access).unwrap())
     });
 
-    let state = State::new(snapshot, path, None);
+    let state = State::new(snapshot, path, None).expect("state");
     let snap = state.config.load();
     let tables = Tables {
         cache: &state.token_cache,

@@ -11,6 +11,21 @@ pub struct Admin {
     pub state: Arc<State>,
 }
 
+impl Admin {
+    /// Readiness does not depend on the shared store: every replica would leave the load
+    /// balancer at once when it is down, while proxying goes on without it.
+    fn store_status(&self) -> serde_json::Value {
+        match self.state.store.shared() {
+            None => serde_json::json!({"kind": "memory"}),
+            Some(s) => serde_json::json!({
+                "kind": "redis",
+                "up": s.is_up(),
+                "revocations": s.mirrored(),
+            }),
+        }
+    }
+}
+
 #[async_trait]
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
@@ -25,6 +40,7 @@ impl ServeHttp for Admin {
                     "realms": snap.realms.keys().collect::<Vec<_>>(),
                     "routes": snap.routes.iter().count(),
                     "remote_realms": crate::remote::readiness(&snap, crate::http_util::now()),
+                    "store": self.store_status(),
                 });
                 (200, "application/json", body.to_string().into_bytes())
             }
@@ -32,6 +48,10 @@ impl ServeHttp for Admin {
                 crate::remote::record_ages(&self.state.config.load(), &self.state.metrics, crate::http_util::now());
                 let (revoked, _) = self.state.store.sizes();
                 self.state.metrics.set("tollgate_revoked_tokens", &[], revoked as f64);
+                if let Some(shared) = self.state.store.shared() {
+                    let up = if shared.is_up() { 1.0 } else { 0.0 };
+                    self.state.metrics.set("tollgate_store_up", &[], up);
+                }
                 let open = self.state.counters.open();
                 self.state.metrics.set("tollgate_connections_open", &[], open as f64);
                 self.state

@@ -17,7 +17,6 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod proxy;
-pub mod redis_store;
 pub mod remote;
 pub mod secret;
 pub mod server;

@@ -67,6 +67,21 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "Age of each remote realm's last fetched keys.",
     ),
     (
+        "tollgate_store_up",
+        "gauge",
+        "1 while the shared store ([store]) is reachable, 0 while it is not.",
+    ),
+    (
+        "tollgate_store_operation_duration_seconds",
+        "histogram",
+        "Round trips to the shared store, by operation.",
+    ),
+    (
+        "tollgate_store_errors_total",
+        "counter",
+        "Shared-store operations that failed or were not tried because it was down, by operation.",
+    ),
+    (
         "tollgate_connections_refused_total",
         "counter",
         "Client connections closed at accept because server.max_connections were open.",
@@ -196,6 +211,7 @@ impl Metrics {
                                 | "tollgate_token_errors_total"
                                 | "tollgate_jwks_fetches_total"
                                 | "tollgate_rate_limited_total"
+                                | "tollgate_store_errors_total"
                         ) {
                             let _ = writeln!(out, "{name} 0");
                         }

@@ -41,7 +41,7 @@ pub fn run(config_path: &Path) -> Result<(), String> {
     }
     let settings = snap.server.clone();
     let default_max = crate::transport::limits_at_start(settings.max_connections);
-    let state = State::new(snap, config_path.to_path_buf(), port);
+    let state = State::new(snap, config_path.to_path_buf(), port)?;
 
     let mut server = Server::new_with_opt_and_conf(None, pingora_conf(&settings, &workers));
     server.bootstrap();
@@ -244,6 +244,47 @@ fn add_background(server: &mut Server, state: &Arc<State>) {
         "remote keys",
         crate::remote::Engines { state: state.clone() },
     ));
+    if let Some(store) = &state.shared {
+        state.rate_limits.share();
+        server.add_service(background_service(
+            "shared store",
+            Follow {
+                store: store.clone(),
+                state: state.clone(),
+            },
+        ));
+    }
+}
+
+/// Keeps the revocation mirror current and syncs the shared rate-limit buckets, off the
+/// request path, until shutdown.
+struct Follow {
+    store: Arc<crate::store::redis::RedisStore>,
+    state: Arc<State>,
+}
+
+#[async_trait]
+impl BackgroundService for Follow {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        let mut stop = shutdown.clone();
+        let follow = self.store.clone().follow(async move {
+            let _ = stop.changed().await;
+        });
+        let sync = async {
+            let mut tick = tokio::time::interval(crate::guard::ratelimit::SYNC_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                self.state.rate_limits.sync(&self.store).await;
+            }
+        };
+        let mut stop = shutdown;
+        tokio::select! {
+            _ = follow => {}
+            _ = sync => {}
+            _ = stop.changed() => {}
+        }
+    }
 }
 
 /// Prints the listening line, which scripts and tests read to learn the ports, and logs it.

@@ -4,8 +4,10 @@
 use crate::config::Snapshot;
 use crate::counters::Counters;
 use crate::guard::cache::TokenCache;
+use crate::issuer::shared_counter::SharedCounter;
 use crate::issuer::throttle::Throttle;
 use crate::metrics::Metrics;
+use crate::store::redis::RedisStore;
 use crate::store::{MemoryStore, Store};
 use arc_swap::ArcSwap;
 use std::path::PathBuf;
@@ -16,9 +18,11 @@ pub struct State {
     pub config: ArcSwap<Snapshot>,
     pub config_path: PathBuf,
     pub listen_port: Option<u16>,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     pub store: Arc<dyn Store>,
-    pub token_cache: TokenCache,
+    /// The same store when it is shared (`[store]`), for the background work it needs.
+    pub shared: Option<Arc<RedisStore>>,
+    pub token_cache: Arc<TokenCache>,
     pub throttle: Throttle,
     /// The live keys of the remote realms, kept across reloads.
     pub remote: crate::remote::Registry,
@@ -29,23 +33,35 @@ pub struct State {
 }
 
 impl State {
-    pub fn new(mut snapshot: Snapshot, config_path: PathBuf, listen_port: Option<u16>) -> Arc<Self> {
+    /// The state of a process started with `snapshot`; `[store]` is read here, once.
+    pub fn new(mut snapshot: Snapshot, config_path: PathBuf, listen_port: Option<u16>) -> Result<Arc<Self>, String> {
         let remote = crate::remote::Registry::default();
         remote.adopt(&mut snapshot);
+        let metrics = Arc::new(Metrics::default());
+        let token_cache = Arc::new(TokenCache::default());
+        let shared = match &snapshot.store {
+            Some(s) => Some(Arc::new(shared_store(s, &metrics, &token_cache)?)),
+            None => None,
+        };
+        let (store, throttle): (Arc<dyn Store>, Throttle) = match &shared {
+            Some(r) => (r.clone(), Throttle::new(Box::new(SharedCounter::new(r.clone())))),
+            None => (Arc::new(MemoryStore::default()), Throttle::default()),
+        };
         let state = State {
             config: ArcSwap::from_pointee(snapshot),
             config_path,
             listen_port,
-            metrics: Metrics::default(),
-            store: Arc::new(MemoryStore::default()),
-            token_cache: TokenCache::default(),
-            throttle: Throttle::default(),
+            metrics,
+            store,
+            shared,
+            token_cache,
+            throttle,
             remote,
             rate_limits: Default::default(),
             counters: Arc::default(),
         };
         state.note_config();
-        Arc::new(state)
+        Ok(Arc::new(state))
     }
 
     /// Swap in a new snapshot (a reload), keeping every non-config table.
@@ -65,4 +81,26 @@ impl State {
             crate::http_util::now() as f64,
         );
     }
+}
+
+/// The Redis store of `[store]`, its operations timed into `metrics` and its revocations
+/// evicting from `cache`.
+fn shared_store(
+    s: &crate::config::StoreSettings,
+    metrics: &Arc<Metrics>,
+    cache: &Arc<TokenCache>,
+) -> Result<RedisStore, String> {
+    let m = metrics.clone();
+    let observe = Box::new(move |op: crate::store::redis::Op, secs: Option<f64>, failed: bool| {
+        let l = [("op", op.label())];
+        if let Some(secs) = secs {
+            m.observe("tollgate_store_operation_duration_seconds", &l, secs);
+        }
+        if failed {
+            m.inc("tollgate_store_errors_total", &l);
+        }
+    });
+    let cache = cache.clone();
+    let on_revoked = Box::new(move |revoked: &dyn Fn(&str) -> bool| cache.remove_matching(revoked));
+    RedisStore::new(&s.url, &s.key_prefix, observe, on_revoked).map_err(|e| format!("store.url: {e}"))
 }

@@ -15,6 +15,19 @@ pub struct FileConfig {
     /// Proxied routes. None means every non-local request is 404 (closed by default).
     #[serde(default)]
     pub routes: Vec<RouteFile>,
+    /// State shared by several replicas. Default: none (each replica keeps its own in memory).
+    pub store: Option<StoreFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreFile {
+    /// `redis://[user:password@]host:port/db`, or `rediss://` for TLS (Redis 7 or Valkey).
+    /// Checked at load without connecting; read once at start.
+    pub url: String,
+    /// Prefix of every key tollgate writes, so that several deployments can share one Redis.
+    /// Default "tollgate:".
+    pub key_prefix: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

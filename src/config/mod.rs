@@ -6,10 +6,12 @@ mod policy;
 mod realm;
 pub mod remote;
 mod route;
+mod store;
 pub mod watch;
 
 pub use crate::model::{Client, ClientKeys, Realm};
 pub use realm::{format_uuid as realm_uuid, stable_uuid};
+pub use store::StoreSettings;
 
 use crate::model::RouteTable;
 use file::FileConfig;
@@ -92,6 +94,8 @@ pub struct Snapshot {
     pub routes: RouteTable,
     /// Every route's claim-header names: stripped from each incoming request, whatever its route.
     pub claim_header_names: Vec<http::HeaderName>,
+    /// `[store]`: none keeps state in this replica's memory.
+    pub store: Option<StoreSettings>,
     /// Hex SHA-256 over the config file and every key file it names.
     pub hash: String,
     /// The config file and every key/JWKS file it names (what the watcher watches).
@@ -362,6 +366,7 @@ fn validate(f: FileConfig, c: &mut Checker, opts: LoadOptions) -> Result<Snapsho
         None if f.realms.len() == 1 => f.realms.keys().next().cloned(),
         None => None,
     };
+    let store = f.store.as_ref().and_then(|sf| store::build(c, sf));
     let mut routes = Vec::new();
     for (i, rf) in f.routes.iter().enumerate() {
         if let Some(r) = route::build(c, &format!("routes[{i}]"), rf, &f, default_realm.as_deref()) {
@@ -385,6 +390,7 @@ fn validate(f: FileConfig, c: &mut Checker, opts: LoadOptions) -> Result<Snapsho
         default_realm,
         claim_header_names: claim_header_names(&routes),
         routes: RouteTable::new(routes),
+        store,
         hash,
         files: std::mem::take(&mut c.files),
         warnings: std::mem::take(&mut c.warnings),

@@ -387,3 +387,37 @@ fn the_bound_port_is_given_to_default_issuers_only() {
     );
     assert_eq!(snap.realm("fixed").unwrap().issuer, "https://auth.example/realms/fixed");
 }
+
+#[test]
+fn a_store_url_is_checked_without_connecting_and_never_echoed() {
+    let dir = demo_dir();
+    let snap = load(&write(dir.path(), MINIMAL), LoadOptions::default()).unwrap();
+    assert_eq!(snap.store, None, "state in memory by default");
+    let with = |store: &str| {
+        load(
+            &write(dir.path(), &format!("{MINIMAL}\n[store]\n{store}")),
+            LoadOptions::default(),
+        )
+    };
+    // Nothing listens on port 1: a load that tried to connect would fail.
+    let snap = with(r#"url = "redis://127.0.0.1:1/0""#).unwrap();
+    let s = snap.store.unwrap();
+    assert_eq!(
+        (s.url.as_str(), s.key_prefix.as_str()),
+        ("redis://127.0.0.1:1/0", "tollgate:")
+    );
+    assert!(!format!("{s:?}").contains("127.0.0.1"), "the URL may hold a password");
+    let tls = with("url = \"rediss://:pw@cache.example:6380/2\"\nkey_prefix = \"shop:\"").unwrap();
+    assert_eq!(tls.store.unwrap().key_prefix, "shop:");
+    let err = with("url = \"http://user:hunter2@cache:6379\"\nkey_prefix = \"a b\"").unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("store.url") && text.contains("store.key_prefix"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(
+        with("url = \"redis://x\"\nhost = \"y\"").is_err(),
+        "unknown keys are refused"
+    );
+}

@@ -41,6 +41,9 @@ pub fn reload(state: &State) -> Reloaded {
             {
                 tracing::warn!("listener addresses changed in the config; they take effect only at the next start");
             }
+            if state.config.load().store != snap.store {
+                tracing::warn!("[store] changed in the config; it takes effect only at the next start");
+            }
             let hash = snap.hash.clone();
             state.install(snap);
             state.metrics.inc("tollgate_config_reloads_total", &[]);

@@ -103,8 +103,11 @@ impl TokenCache {
         );
     }
 
-    pub fn remove_jti(&self, jti: &str) {
-        self.map.write().retain(|_, e| e.identity.jti != jti);
+    /// Drops every token whose `jti` or grant chain (`sid`) `revoked` matches.
+    pub fn remove_matching(&self, revoked: &dyn Fn(&str) -> bool) {
+        self.map
+            .write()
+            .retain(|_, e| !revoked(&e.identity.jti) && (e.identity.sid.is_empty() || !revoked(&e.identity.sid)));
     }
 
     pub fn len(&self) -> usize {

@@ -232,7 +232,7 @@ fn decide(
         realm: identity.realm.clone(),
         reason,
     };
-    if t.store.is_revoked(&identity.jti) || (!identity.sid.is_empty() && t.store.is_revoked(&identity.sid)) {
+    if crate::store::token_revoked(t.store, &identity.jti, &identity.sid) {
         return Err(realm_of(TokenError::Revoked));
     }
     if let Some(aud) = &route.audience {

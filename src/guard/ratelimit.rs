@@ -1,19 +1,35 @@
 //! Per-client rate limits of routes: a token bucket per (route, client), in this replica's
-//! memory.
+//! memory, and shared by every replica when there is a shared store.
+//!
+//! Shared buckets are still taken from here, never with a round trip on the request: every
+//! [`SYNC_EVERY`] a background task gives Redis what each bucket lost here since the last
+//! sync and sets the bucket to what the shared bucket holds after every replica's takes. The
+//! limit thus holds across replicas to within what the replicas admit in one sync interval;
+//! while Redis is down each replica limits on its own.
 
 use crate::model::Rate;
+use crate::store::redis::{RedisStore, Take};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 /// Buckets held at most; past it, the fullest (longest idle) are dropped first.
 pub const MAX_BUCKETS: usize = 100_000;
+/// How often shared buckets are synced with the store.
+pub const SYNC_EVERY: Duration = Duration::from_millis(100);
+/// Buckets synced in one round trip at most (the others wait for the next round).
+pub const MAX_SYNC: usize = 2_000;
 
-#[derive(Clone, Copy)]
 struct Bucket {
     tokens: f64,
     at: Instant,
+    /// Taken here since the last sync.
+    taken: u32,
+    rate: Rate,
+    /// The bucket's key in the shared store (a hash of route and client); none when local.
+    shared: Option<Box<str>>,
 }
 
 #[derive(Default)]
@@ -21,6 +37,8 @@ pub struct RateLimits {
     /// By a keyed hash of (route, client): only verified tokens' clients reach here.
     buckets: Mutex<HashMap<u64, Bucket>>,
     keys: RandomState,
+    /// Buckets are shared through the store.
+    shared: AtomicBool,
 }
 
 impl RateLimits {
@@ -38,12 +56,21 @@ impl RateLimits {
                 map.clear();
             }
         }
-        let b = map.entry(key).or_insert(Bucket { tokens: burst, at: now });
+        let b = map.entry(key).or_insert_with(|| Bucket {
+            tokens: burst,
+            at: now,
+            taken: 0,
+            rate,
+            shared: self.shared.load(Ordering::Relaxed).then(|| shared_key(route, client)),
+        });
         let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
         b.tokens = (b.tokens + elapsed * per_sec).min(burst);
         b.at = now;
+        // A reload that changes the route's rate applies to its buckets at once.
+        b.rate = rate;
         if b.tokens >= 1.0 {
             b.tokens -= 1.0;
+            b.taken = b.taken.saturating_add(1);
             Ok(())
         } else {
             Err(((1.0 - b.tokens) / per_sec).ceil().max(1.0) as u64)
@@ -54,9 +81,55 @@ impl RateLimits {
         self.buckets.lock().len()
     }
 
+    /// Buckets made from now on are shared through the store.
+    pub fn share(&self) {
+        self.shared.store(true, Ordering::Relaxed);
+    }
+
+    /// One sync with the store: what was taken here goes out, what every replica left comes
+    /// back. A failed sync leaves the buckets local until the next one.
+    pub async fn sync(&self, store: &RedisStore) {
+        let mut sent: Vec<u64> = Vec::new();
+        let mut takes: Vec<Take> = Vec::new();
+        {
+            let mut map = self.buckets.lock();
+            for (k, b) in map.iter_mut().filter(|(_, b)| b.taken > 0 && b.shared.is_some()) {
+                if takes.len() >= MAX_SYNC {
+                    break;
+                }
+                takes.push(Take {
+                    key: b.shared.as_deref().unwrap_or_default().to_string(),
+                    taken: std::mem::take(&mut b.taken),
+                    burst: b.rate.per,
+                    per_ms: f64::from(b.rate.per) / (b.rate.period.as_secs_f64() * 1000.0),
+                });
+                sent.push(*k);
+            }
+        }
+        if takes.is_empty() {
+            return;
+        }
+        let Ok(left) = store.take(&takes).await else { return };
+        let now = Instant::now();
+        let mut map = self.buckets.lock();
+        for (k, left) in sent.iter().zip(left) {
+            if let Some(b) = map.get_mut(k) {
+                // What every replica left, less what was taken here while the answer came.
+                b.tokens = (left - f64::from(b.taken)).min(f64::from(b.rate.per));
+                b.at = now;
+            }
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The same key at every replica for (route, client), of one length whatever the client id.
+fn shared_key(route: &str, client: &str) -> Box<str> {
+    let h = crate::secret::sha256(&[route.as_bytes(), client.as_bytes()]);
+    hex::encode(&h[..16]).into()
 }
 
 #[cfg(test)]

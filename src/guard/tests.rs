@@ -163,7 +163,7 @@ fn tokens_are_required_verified_and_cached() {
         decide_at(&f, "GET", "/api/x", Some(&token), NOW + 66).unwrap_err(),
         invalid("demo", TokenError::Expired)
     );
-    f.store.revoke("svc", &["j1"], NOW + 60, NOW).unwrap();
+    f.store.revoke_now("svc", &["j1"], NOW + 60, NOW).unwrap();
     assert_eq!(
         decide(&f, "/api/x", Some(&token)).unwrap_err(),
         invalid("demo", TokenError::Revoked)

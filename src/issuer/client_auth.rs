@@ -59,12 +59,12 @@ pub async fn authenticate<'r>(
         addr: req.peer,
     };
     // Checked before the credentials, or guessing would go on behind the 429s.
-    match state
+    let checked = match state
         .throttle
         .check(&attempt, snap.server.auth_failures_per_minute, req.now)
         .await
     {
-        Ok(()) => {}
+        Ok(checked) => checked,
         Err(Refusal::Throttled { retry_after }) => {
             state
                 .metrics
@@ -72,18 +72,21 @@ pub async fn authenticate<'r>(
             return Err(OAuthError::TooManyAttempts { retry_after });
         }
         Err(Refusal::Unavailable) => return Err(unavailable("failed authentications cannot be counted now")),
-    }
+    };
     let result = match p.method {
         Method::Basic | Method::Post => {
             let presented = p.secret.as_deref().unwrap_or("").as_bytes();
             secret_check::check(snap, realm, &p.client_id, presented).await
         }
-        Method::Jwt => check_assertion(state, realm, &p.client_id, form, req.now),
+        Method::Jwt => match check_assertion(realm, &p.client_id, form, req.now) {
+            Ok((client, replay)) => use_once(state, client, &replay, req.now).await,
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(client) if client.enabled => {
             // A success that cannot be recorded still stands; the count expires on its own.
-            let _ = state.throttle.succeeded(&attempt).await;
+            let _ = state.throttle.succeeded(&attempt, checked).await;
             Ok(client)
         }
         Ok(_) => Err(invalid()),
@@ -188,11 +191,29 @@ struct AssertionClaims {
     jti: Option<String>,
 }
 
+/// Where a verified assertion's id is remembered, and until when.
+struct Replay {
+    key: String,
+    until: u64,
+}
+
+/// Records the assertion's id as used: across every replica when the store is shared, and a
+/// refusal (503) when that cannot be checked now.
+async fn use_once<'r>(state: &State, client: &'r Client, replay: &Replay, now: u64) -> Result<&'r Client, Failed> {
+    match state.store.use_once(&replay.key, replay.until, now).await {
+        Use::First => Ok(client),
+        Use::Replay => Err(Failed::Counted(Failure::NotAGuess)),
+        Use::Full | Use::Down => Err(Failed::Unavailable(
+            "client assertions cannot be checked for replay now",
+        )),
+    }
+}
+
 /// Check a client assertion. Only an HMAC-signed one (client_secret_jwt) that fails at its
 /// signature is a guess at a credential, whichever client it names; one that is not a JWS,
 /// names a client without keys for its `alg`, carries a public-key signature that does not
 /// verify, or is replayed, could not succeed whatever was guessed.
-fn check_assertion<'r>(state: &State, realm: &'r Realm, id: &str, form: &Form, now: u64) -> Result<&'r Client, Failed> {
+fn check_assertion<'r>(realm: &'r Realm, id: &str, form: &Form, now: u64) -> Result<(&'r Client, Replay), Failed> {
     let no_guess = Failed::Counted(Failure::NotAGuess);
     let assertion = form.get("client_assertion").unwrap_or("");
     let header = jsonwebtoken::decode_header(assertion).map_err(|_| no_guess)?;
@@ -231,17 +252,11 @@ fn check_assertion<'r>(state: &State, realm: &'r Realm, id: &str, form: &Form, n
         return Err(no_guess);
     }
     let jti = claims.jti.ok_or(no_guess)?;
-    match state.store.use_once(
-        &format!("{}\0{id}\0{jti}", realm.name),
-        claims.exp + realm.leeway.as_secs(),
-        now,
-    ) {
-        Use::First => Ok(client),
-        Use::Replay => Err(no_guess),
-        Use::Full => Err(Failed::Unavailable(
-            "client assertions cannot be checked for replay now",
-        )),
-    }
+    let replay = Replay {
+        key: format!("{}\0{id}\0{jti}", realm.name),
+        until: claims.exp + realm.leeway.as_secs(),
+    };
+    Ok((client, replay))
 }
 
 /// A client key may verify `alg` only if its type fits and its own `alg`, if any, is `alg`.

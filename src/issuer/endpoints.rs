@@ -8,6 +8,7 @@ use super::oauth_error::OAuthError;
 use crate::config::{Realm, Snapshot};
 use crate::http_util::Reply;
 use crate::state::State;
+use crate::store::Refused;
 use crate::token::Expect;
 use serde_json::json;
 
@@ -92,7 +93,7 @@ pub async fn introspect(state: &State, snap: &Snapshot, realm: &Realm, req: &Req
     let Ok(id) = super::verify_own(realm, token, req.now, Expect::Either) else {
         return inactive();
     };
-    if state.store.is_revoked(&id.jti) || (!id.sid.is_empty() && state.store.is_revoked(&id.sid)) {
+    if crate::store::token_revoked(&*state.store, &id.jti, &id.sid) {
         return inactive();
     }
     let mut body = json!({
@@ -119,7 +120,8 @@ pub async fn introspect(state: &State, snap: &Snapshot, realm: &Realm, req: &Req
 /// that are not its own. Revoking a refresh token ends its whole grant chain.
 ///
 /// A revocation that cannot be stored (the client's quota, or the whole table, is full of live
-/// revocations) is 503: no other client's revocation is ever dropped to make room.
+/// revocations; the shared store cannot be reached) is 503: no other client's revocation is
+/// ever dropped to make room, and nothing is acknowledged that was not stored.
 pub async fn revoke(state: &State, snap: &Snapshot, realm: &Realm, req: &Request<'_>) -> Result<Reply, OAuthError> {
     let form = parse_form(req.body)?;
     let client = client_auth::authenticate(state, snap, realm, req, &form).await?;
@@ -137,11 +139,18 @@ pub async fn revoke(state: &State, snap: &Snapshot, realm: &Realm, req: &Request
             state
                 .store
                 .revoke(&owner, &ids, until, req.now)
-                .map_err(|_| OAuthError::TemporarilyUnavailable {
-                    description: "too many live revocations are held; retry later",
-                    retry_after: 60,
+                .await
+                .map_err(|refused| match refused {
+                    Refused::Full => OAuthError::TemporarilyUnavailable {
+                        description: "too many live revocations are held; retry later",
+                        retry_after: 60,
+                    },
+                    Refused::Down => OAuthError::TemporarilyUnavailable {
+                        description: "revocations cannot be stored now; retry later",
+                        retry_after: 1,
+                    },
                 })?;
-            state.token_cache.remove_jti(&id.jti);
+            state.token_cache.remove_matching(&|x| ids.contains(&x));
         }
     }
     Ok(Reply::empty(200).no_store())

@@ -224,7 +224,7 @@ pub fn refresh_token(
             "Token client and authorized client don't match",
         ));
     }
-    if state.store.is_revoked(&id.jti) || (!id.sid.is_empty() && state.store.is_revoked(&id.sid)) {
+    if crate::store::token_revoked(&*state.store, &id.jti, &id.sid) {
         return Err(OAuthError::InvalidGrant("Token is not active"));
     }
     // A narrower scope may be asked for; never a wider one (RFC 6749 §6).

@@ -7,6 +7,7 @@ pub mod form;
 pub mod grant;
 pub mod oauth_error;
 pub mod secret_check;
+pub mod shared_counter;
 pub mod throttle;
 
 use crate::config::Snapshot;

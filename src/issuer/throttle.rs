@@ -6,7 +6,8 @@
 //! `auth_failures_per_minute` is refused with 429 before its credentials are checked; a client
 //! id is refused at every address only once its failures everywhere reach ten times that. No
 //! key is per address alone, so made-up ids from one address never lock out the real clients
-//! behind it. The counts sit behind [`FailureCounter`], so a shared store can hold them.
+//! behind it. The counts sit behind [`FailureCounter`]: in memory here, in Redis with a shared
+//! store (`shared_counter.rs`).
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
@@ -61,6 +62,12 @@ pub enum Failure {
     NotAGuess,
 }
 
+/// A check that let an attempt through: whether its pair has failures a success would forget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checked {
+    pub pair_failures: u32,
+}
+
 /// Why authentication is not attempted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -108,7 +115,7 @@ impl Throttle {
     }
 
     /// Whether `a` may try to authenticate now, `limit` being `auth_failures_per_minute`.
-    pub async fn check(&self, a: &Attempt<'_>, limit: u32, now: u64) -> Result<(), Refusal> {
+    pub async fn check(&self, a: &Attempt<'_>, limit: u32, now: u64) -> Result<Checked, Refusal> {
         let (pair, wide) = a.keys();
         let w = self
             .counter
@@ -124,7 +131,9 @@ impl Throttle {
             .max();
         match retry_after {
             Some(retry_after) => Err(Refusal::Throttled { retry_after }),
-            None => Ok(()),
+            None => Ok(Checked {
+                pair_failures: w.first().map_or(0, |w| w.count),
+            }),
         }
     }
 
@@ -137,8 +146,12 @@ impl Throttle {
     }
 
     /// A success forgets the failures of its own (client id, address) alone: a login elsewhere
-    /// does not wipe an attacker's count, nor does it lift the client-wide one.
-    pub async fn succeeded(&self, a: &Attempt<'_>) -> Result<(), Unavailable> {
+    /// does not wipe an attacker's count, nor does it lift the client-wide one. With none seen at
+    /// the check there is nothing to forget (and no round trip to a shared counter).
+    pub async fn succeeded(&self, a: &Attempt<'_>, checked: Checked) -> Result<(), Unavailable> {
+        if checked.pair_failures == 0 {
+            return Ok(());
+        }
         self.counter.reset(&a.keys().0).await
     }
 
@@ -280,12 +293,12 @@ mod tests {
             let t = Throttle::default();
             let a = at("c", "10.0.0.1");
             fail_n(&t, &a, Failure::Guess, 2, 100).await;
-            assert_eq!(t.check(&a, 3, 100).await, Ok(()));
+            assert!(t.check(&a, 3, 100).await.is_ok());
             fail_n(&t, &a, Failure::Guess, 1, 100).await;
             assert_eq!(t.check(&a, 3, 110).await, Err(Refusal::Throttled { retry_after: 50 }));
-            assert_eq!(t.check(&at("c", "10.0.0.2"), 3, 110).await, Ok(()), "another address");
-            assert_eq!(t.check(&at("d", "10.0.0.1"), 3, 110).await, Ok(()), "another client");
-            assert_eq!(t.check(&a, 3, 160).await, Ok(()), "the window closed");
+            assert!(t.check(&at("c", "10.0.0.2"), 3, 110).await.is_ok(), "another address");
+            assert!(t.check(&at("d", "10.0.0.1"), 3, 110).await.is_ok(), "another client");
+            assert!(t.check(&a, 3, 160).await.is_ok(), "the window closed");
         });
     }
 
@@ -297,10 +310,10 @@ mod tests {
             for addr in &addrs[..9] {
                 fail_n(&t, &at("c", addr), Failure::Guess, 3, 100).await;
             }
-            assert_eq!(t.check(&at("c", "192.0.2.1"), 3, 100).await, Ok(()), "27 < 30");
+            assert!(t.check(&at("c", "192.0.2.1"), 3, 100).await.is_ok(), "27 < 30");
             fail_n(&t, &at("c", &addrs[9]), Failure::Guess, 3, 100).await;
             assert!(t.check(&at("c", "192.0.2.1"), 3, 100).await.is_err(), "30 everywhere");
-            assert_eq!(t.check(&at("d", "192.0.2.1"), 3, 100).await, Ok(()));
+            assert!(t.check(&at("d", "192.0.2.1"), 3, 100).await.is_ok());
         });
     }
 
@@ -312,7 +325,7 @@ mod tests {
                 fail_n(&t, &at("c", &format!("10.0.1.{i}")), Failure::NotAGuess, 3, 100).await;
             }
             assert!(t.check(&at("c", "10.0.1.0"), 3, 100).await.is_err());
-            assert_eq!(t.check(&at("c", "192.0.2.1"), 3, 100).await, Ok(()));
+            assert!(t.check(&at("c", "192.0.2.1"), 3, 100).await.is_ok());
         });
     }
 
@@ -324,11 +337,17 @@ mod tests {
             let owner = at("c", "10.0.0.1");
             fail_n(&t, &attacker, Failure::Guess, 2, 100).await;
             fail_n(&t, &owner, Failure::Guess, 2, 100).await;
-            t.succeeded(&owner).await.unwrap();
+            let checked = t.check(&owner, 3, 100).await.unwrap();
+            assert_eq!(checked.pair_failures, 2);
+            t.succeeded(&owner, checked).await.unwrap();
             fail_n(&t, &attacker, Failure::Guess, 1, 100).await;
             assert!(t.check(&attacker, 3, 100).await.is_err(), "the attacker's count stayed");
             fail_n(&t, &owner, Failure::Guess, 2, 100).await;
-            assert_eq!(t.check(&owner, 3, 100).await, Ok(()), "the owner's was reset");
+            assert_eq!(
+                t.check(&owner, 3, 100).await,
+                Ok(Checked { pair_failures: 2 }),
+                "the owner's was reset"
+            );
         });
     }
 

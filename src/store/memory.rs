@@ -1,32 +1,13 @@
-//! Token state that is not config: revoked token ids and used assertion ids.
+//! The store of one replica: revoked token ids and used assertion ids in its own memory.
 //!
-//! Behind the [`Store`] trait so a shared backend can serve several replicas later; the
-//! in-memory store here serves one replica. Every entry is forgotten once the token it
-//! stands for would have expired anyway, and each table has a hard bound. A live revocation is
-//! never dropped to make room: past the bound (or its owner's quota) a new one is refused.
+//! Each table has a hard bound. A live revocation is never dropped to make room: past the
+//! bound (or its owner's quota) a new one is refused.
 
+use super::{Refused, Store, Use};
+use async_trait::async_trait;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
-
-pub trait Store: Send + Sync {
-    /// Remember that the tokens (or grant chains) `ids` of client `owner` are revoked until
-    /// `exp` (Unix seconds): all of them, or none when there is no room.
-    fn revoke(&self, owner: &str, ids: &[&str], exp: u64, now: u64) -> Result<(), Full>;
-    fn is_revoked(&self, jti: &str) -> bool;
-    /// Record `id` as used until `exp`.
-    fn use_once(&self, id: &str, exp: u64, now: u64) -> Use;
-    /// Entries held, for metrics: (revoked, used assertion ids).
-    fn sizes(&self) -> (usize, usize);
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Use {
-    First,
-    Replay,
-    /// The table is full of live entries: refuse (fail closed).
-    Full,
-}
 
 /// A revocation was refused: the owner's quota or the table is full of live revocations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,8 +62,9 @@ fn purge(map: &mut HashMap<Box<str>, u64>, now: u64) {
     map.retain(|_, exp| *exp >= now);
 }
 
-impl Store for MemoryStore {
-    fn revoke(&self, owner: &str, ids: &[&str], exp: u64, now: u64) -> Result<(), Full> {
+impl MemoryStore {
+    /// [`Store::revoke`], at once.
+    pub fn revoke_now(&self, owner: &str, ids: &[&str], exp: u64, now: u64) -> Result<(), Full> {
         let mut r = self.revoked.lock();
         for id in ids {
             // Already revoked: kept until the later of the two expiries, whoever revoked it.
@@ -108,12 +90,8 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn is_revoked(&self, jti: &str) -> bool {
-        let r = self.revoked.lock();
-        !r.ids.is_empty() && r.ids.contains_key(jti)
-    }
-
-    fn use_once(&self, id: &str, exp: u64, now: u64) -> Use {
+    /// [`Store::use_once`], at once.
+    pub fn use_once_now(&self, id: &str, exp: u64, now: u64) -> Use {
         let mut m = self.used.lock();
         if let Some(e) = m.get(id) {
             if *e >= now {
@@ -129,6 +107,22 @@ impl Store for MemoryStore {
         m.insert(id.into(), exp);
         Use::First
     }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn revoke(&self, owner: &str, ids: &[&str], exp: u64, now: u64) -> Result<(), Refused> {
+        self.revoke_now(owner, ids, exp, now).map_err(|Full| Refused::Full)
+    }
+
+    fn is_revoked(&self, jti: &str) -> bool {
+        let r = self.revoked.lock();
+        !r.ids.is_empty() && r.ids.contains_key(jti)
+    }
+
+    async fn use_once(&self, id: &str, exp: u64, now: u64) -> Use {
+        self.use_once_now(id, exp, now)
+    }
 
     fn sizes(&self) -> (usize, usize) {
         (self.revoked.lock().ids.len(), self.used.lock().len())
@@ -142,26 +136,30 @@ mod tests {
     #[test]
     fn use_once_refuses_replay_until_expiry() {
         let s = MemoryStore::default();
-        assert_eq!(s.use_once("a", 100, 50), Use::First);
-        assert_eq!(s.use_once("a", 100, 60), Use::Replay);
-        assert_eq!(s.use_once("a", 200, 101), Use::First, "expired entries may be reused");
+        assert_eq!(s.use_once_now("a", 100, 50), Use::First);
+        assert_eq!(s.use_once_now("a", 100, 60), Use::Replay);
+        assert_eq!(
+            s.use_once_now("a", 200, 101),
+            Use::First,
+            "expired entries may be reused"
+        );
     }
 
     #[test]
     fn revocations_are_forgotten_after_expiry_when_space_is_needed() {
         let s = MemoryStore::default();
-        s.revoke("demo\0a", &["x"], 10, 0).unwrap();
+        s.revoke_now("demo\0a", &["x"], 10, 0).unwrap();
         assert!(s.is_revoked("x"));
         assert!(!s.is_revoked("y"));
         for i in 0..MAX_PER_OWNER - 1 {
-            s.revoke("demo\0a", &[&format!("f{i}")], 5, 0).unwrap();
+            s.revoke_now("demo\0a", &[&format!("f{i}")], 5, 0).unwrap();
         }
         assert_eq!(
-            s.revoke("demo\0a", &["z"], 100, 1),
+            s.revoke_now("demo\0a", &["z"], 100, 1),
             Err(Full),
             "the quota is full of live entries"
         );
-        s.revoke("demo\0a", &["z"], 100, 20).unwrap();
+        s.revoke_now("demo\0a", &["z"], 100, 20).unwrap();
         assert!(s.is_revoked("z"));
         assert!(!s.is_revoked("x"), "expired entries purged");
         assert_eq!(s.sizes().0, 1);
@@ -170,11 +168,13 @@ mod tests {
     #[test]
     fn one_client_cannot_evict_another_clients_live_revocations() {
         let s = MemoryStore::default();
-        s.revoke("demo\0victim", &["victim-token", "victim-chain"], 1_000, 0)
+        s.revoke_now("demo\0victim", &["victim-token", "victim-chain"], 1_000, 0)
             .unwrap();
         let mut refused = 0;
         for i in 0..MAX_PER_OWNER + 50 {
-            if s.revoke("demo\0attacker", &[&format!("junk-{i}")], 1_000, 0).is_err() {
+            if s.revoke_now("demo\0attacker", &[&format!("junk-{i}")], 1_000, 0)
+                .is_err()
+            {
                 refused += 1;
             }
         }
@@ -185,7 +185,7 @@ mod tests {
         let mut owner = 0;
         let mut stored = s.sizes().0;
         while s
-            .revoke(&format!("demo\0c{}", owner / 1000), &[&format!("t{owner}")], 1_000, 0)
+            .revoke_now(&format!("demo\0c{}", owner / 1000), &[&format!("t{owner}")], 1_000, 0)
             .is_ok()
         {
             owner += 1;
@@ -194,6 +194,6 @@ mod tests {
         assert_eq!(stored, MAX_ENTRIES);
         assert!(s.is_revoked("victim-token") && s.is_revoked("junk-0"));
         // Revoking again what is already revoked needs no room.
-        assert_eq!(s.revoke("demo\0victim", &["victim-token"], 2_000, 0), Ok(()));
+        assert_eq!(s.revoke_now("demo\0victim", &["victim-token"], 2_000, 0), Ok(()));
     }
 }

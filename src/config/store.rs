@@ -1,0 +1,41 @@
+//! `[store]`: the shared store's URL, checked without connecting, and its key prefix.
+
+use super::file::StoreFile;
+use super::Checker;
+
+/// The shared store, as configured.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoreSettings {
+    pub url: String,
+    pub key_prefix: String,
+}
+
+/// The URL may hold a password: never printed.
+impl std::fmt::Debug for StoreSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreSettings")
+            .field("url", &"***")
+            .field("key_prefix", &self.key_prefix)
+            .finish()
+    }
+}
+
+pub const DEFAULT_KEY_PREFIX: &str = "tollgate:";
+
+pub(super) fn build(c: &mut Checker, sf: &StoreFile) -> Option<StoreSettings> {
+    let before = c.problems.len();
+    if let Err(e) = crate::store::redis::check_url(&sf.url) {
+        c.problem("store.url", e);
+    }
+    let key_prefix = sf.key_prefix.clone().unwrap_or_else(|| DEFAULT_KEY_PREFIX.into());
+    if key_prefix.len() > 64 || key_prefix.chars().any(|ch| ch.is_control() || ch.is_whitespace()) {
+        c.problem(
+            "store.key_prefix",
+            "must be at most 64 characters, without spaces or control characters",
+        );
+    }
+    (c.problems.len() == before).then(|| StoreSettings {
+        url: sf.url.clone(),
+        key_prefix,
+    })
+}
