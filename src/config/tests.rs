@@ -34,6 +34,7 @@ upstream = "127.0.0.1:9000"
 const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
     ("proxy.toml", &[("certs/demo-rs256.pem", "demo-rs256.pem")]),
     ("deploy/proxy.toml", &[("keys/realm-1.pem", "demo-rs256.pem")]),
+    ("deploy/replicas/proxy.toml", &[("keys/realm-1.pem", "demo-rs256.pem")]),
     (
         "bench/tollgate.toml",
         &[
