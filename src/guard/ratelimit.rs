@@ -87,12 +87,17 @@ impl RateLimits {
     }
 
     /// One sync with the store: what was taken here goes out, what every replica left comes
-    /// back. A failed sync leaves the buckets local until the next one.
+    /// back. A failed sync leaves the buckets local until the next one; while the store is
+    /// down nothing is sent, and what is taken meanwhile stays local.
     pub async fn sync(&self, store: &RedisStore) {
         let mut sent: Vec<u64> = Vec::new();
         let mut takes: Vec<Take> = Vec::new();
         {
             let mut map = self.buckets.lock();
+            if !store.is_up() {
+                map.values_mut().for_each(|b| b.taken = 0);
+                return;
+            }
             for (k, b) in map.iter_mut().filter(|(_, b)| b.taken > 0 && b.shared.is_some()) {
                 if takes.len() >= MAX_SYNC {
                     break;

@@ -65,7 +65,10 @@ impl RedisStore {
                 _ = &mut stop => return,
                 result = self.follow_once(failures) => result,
             };
-            self.connected.store(false, Ordering::Relaxed);
+            if self.connected.swap(false, Ordering::Relaxed) {
+                // It was up: this is a new outage, warned about and retried quickly again.
+                failures = 0;
+            }
             failures += 1;
             if failures == 1 || failures.is_multiple_of(30) {
                 tracing::warn!(
