@@ -8,6 +8,7 @@ pub mod alloc;
 pub mod client_addr;
 pub mod config;
 pub mod counters;
+pub mod egress;
 pub mod forward;
 pub mod guard;
 pub mod http_util;

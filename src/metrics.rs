@@ -71,6 +71,26 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "counter",
         "Client connections closed at accept because server.max_connections were open.",
     ),
+    (
+        "tollgate_egress_token_fetches_total",
+        "counter",
+        "Egress token fetches (or in-process mints), by route and result (ok, error, refused).",
+    ),
+    (
+        "tollgate_egress_requests_total",
+        "counter",
+        "Calls through the egress listener, by route and status sent to the app.",
+    ),
+    (
+        "tollgate_egress_token_age_seconds",
+        "gauge",
+        "Age of each egress route's cached token.",
+    ),
+    (
+        "tollgate_egress_token_ttl_seconds",
+        "gauge",
+        "Seconds each egress route's cached token is still sent for.",
+    ),
 ];
 
 const BUCKETS: &[f64] = &[
@@ -145,6 +165,15 @@ impl Metrics {
         let mut g = self.gauges.lock();
         g.remove(name);
         *entry(&mut g, name, l) = v;
+    }
+
+    /// Replace every series of gauge `name` with `series` (none: the family is left empty).
+    pub fn set_family(&self, name: &'static str, series: &[(&[(&str, &str)], f64)]) {
+        let mut g = self.gauges.lock();
+        g.remove(name);
+        for (l, v) in series {
+            *entry(&mut g, name, l) = *v;
+        }
     }
 
     pub fn observe(&self, name: &'static str, l: &[(&str, &str)], secs: f64) {

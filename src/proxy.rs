@@ -70,7 +70,8 @@ fn header_bytes(req: &RequestHeader, raw: Option<&[u8]>) -> usize {
 /// Requests whose size or framing could be read two ways are refused before anything else:
 /// an oversized header block (431), more than one Content-Length, Content-Length beside
 /// Transfer-Encoding, or a transfer coding other than chunked (request smuggling, RFC 9112 §6).
-fn framing_problem(req: &RequestHeader, raw: Option<&[u8]>) -> Option<Reply> {
+/// The egress listener refuses the same requests.
+pub(crate) fn framing_problem(req: &RequestHeader, raw: Option<&[u8]>) -> Option<Reply> {
     if header_bytes(req, raw) > MAX_HEADER_BYTES {
         return Some(Reply::error(431, "invalid_request", "request header fields too large"));
     }
@@ -182,7 +183,7 @@ fn claim_headers(headers: &mut http::HeaderMap, names: &[http::HeaderName], allo
 }
 
 /// Whether the request target `raw` is already `path`, with `query` after it if there is one.
-fn is_target(raw: &[u8], path: &str, query: Option<&str>) -> bool {
+pub(crate) fn is_target(raw: &[u8], path: &str, query: Option<&str>) -> bool {
     let Some(rest) = raw.strip_prefix(path.as_bytes()) else {
         return false;
     };

@@ -35,10 +35,17 @@ pub fn reload(state: &State) -> Reloaded {
             for w in &snap.warnings {
                 tracing::warn!("{w}");
             }
-            let old = &state.config.load().server;
-            if (old.listen, old.tls_listen, old.admin_listen)
-                != (snap.server.listen, snap.server.tls_listen, snap.server.admin_listen)
-            {
+            let old = state.config.load();
+            let addresses = |s: &config::Snapshot| {
+                let v = &s.server;
+                (
+                    v.listen,
+                    v.tls_listen,
+                    v.admin_listen,
+                    s.egress.as_ref().map(|e| e.listen),
+                )
+            };
+            if addresses(&old) != addresses(&snap) {
                 tracing::warn!("listener addresses changed in the config; they take effect only at the next start");
             }
             let hash = snap.hash.clone();
