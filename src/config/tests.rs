@@ -47,6 +47,12 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
         &[("/etc/tollgate/keys/services-1.pem", "demo-es256.pem")],
     ),
     ("deploy/central-issuer/reports-sidecar.toml", &[]),
+    // Any file stands in for the client secret.
+    (
+        "deploy/egress/billing-sidecar.toml",
+        &[("/etc/tollgate/secrets/client-secret", "demo-rs256.pem")],
+    ),
+    ("deploy/egress/orders-sidecar.toml", &[]),
     ("bench/compare.toml", &[("demo-rs256.pem", "demo-rs256.pem")]),
 ];
 
