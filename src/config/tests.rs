@@ -62,7 +62,7 @@ fn every_example_config_in_the_repo_loads() {
     for (entry, keys) in EXAMPLES {
         let mut text = std::fs::read_to_string(root.join(entry)).unwrap_or_else(|e| panic!("{entry}: {e}"));
         // bench/tollgate.toml is a template whose ports the bench fills in.
-        for placeholder in ["@LISTEN_PORT@", "@UPSTREAM_PORT@", "@ADMIN_PORT@"] {
+        for placeholder in ["@LISTEN_PORT@", "@UPSTREAM_PORT@", "@ADMIN_PORT@", "@EGRESS_PORT@"] {
             text = text.replace(placeholder, "9000");
         }
         let dir = tempfile::tempdir().unwrap();
