@@ -42,9 +42,15 @@ impl Sidecar {
 
     /// The token the upstream received, from an echo upstream's answer.
     pub fn get_token(&self, path: &str) -> String {
+        self.get_token_received(path).0
+    }
+
+    /// The token an echo upstream received, and the Unix time it read the request.
+    pub fn get_token_received(&self, path: &str) -> (String, f64) {
         let r = self.get(path);
         assert_eq!(r.status(), 200, "{}", self.tg.logs());
-        bearer_of(&r.json().unwrap())
+        let echoed: Value = r.json().unwrap();
+        (bearer_of(&echoed), received_at(&echoed))
     }
 
     /// The value of the series `name{labels}` in `/metrics` (0 when absent).
@@ -65,6 +71,11 @@ pub fn bearer_of(echoed: &Value) -> String {
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_else(|| panic!("not a bearer token: {echoed}"))
         .to_string()
+}
+
+/// When an echo upstream read the request it answers, in Unix seconds.
+pub fn received_at(echoed: &Value) -> f64 {
+    echoed["received_at"].as_f64().expect("an echo upstream's answer")
 }
 
 /// The value of the series `series` (name and labels as rendered) in `tg`'s `/metrics`.
