@@ -16,6 +16,7 @@ pub mod issuer;
 pub mod logging;
 pub mod metrics;
 pub mod model;
+pub mod outcome;
 pub mod proxy;
 pub mod redis_store;
 pub mod remote;

@@ -100,7 +100,7 @@ pub(super) fn build(
     }
     let upstream = upstream?;
     Some(Route {
-        prefix,
+        prefix: prefix.into(),
         methods,
         realm: realms.first().cloned().unwrap_or_default(),
         realms,

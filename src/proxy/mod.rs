@@ -18,7 +18,9 @@ use crate::forward;
 use crate::guard::{self, path, Allowed, Denied, Refused, Tables};
 use crate::http_util::{self, Reply};
 use crate::issuer;
+use crate::metrics;
 use crate::model::Route;
+use crate::outcome::{Outcome, Reason};
 use crate::state::State;
 use crate::token::IDENTITY_HEADERS;
 use async_trait::async_trait;
@@ -28,8 +30,14 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::ErrorType;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Instant;
+
+mod failure;
+pub use failure::ProxyFailure;
+
+/// The route label of a request that matched none.
+static NO_ROUTE: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(""));
 
 pub struct Tollgate {
     pub state: Arc<State>,
@@ -42,7 +50,7 @@ pub struct Ctx {
     /// The route a refused request matched, for the access log and metrics.
     refused_route: Option<Arc<Route>>,
     /// What happened, for the access log and metrics.
-    outcome: &'static str,
+    outcome: Outcome,
     upstream_latency: Option<f64>,
     /// The CORS headers the response owes an allowed origin (routes with `cors`).
     cors: Option<guard::cors::Allow>,
@@ -118,16 +126,17 @@ fn framing_problem(req: &RequestHeader, raw: Option<&[u8]>) -> Option<Reply> {
 impl Tollgate {
     async fn deny(&self, session: &mut Session, ctx: &mut Ctx, refused: Refused) -> Result<bool> {
         let Refused { route, denied, .. } = refused;
-        ctx.outcome = denied.reason();
-        if let (Denied::RateLimited { .. }, Some(r)) = (&denied, &route) {
-            self.state
-                .metrics
-                .inc("tollgate_rate_limited_total", &[("route", r.prefix.as_str())]);
+        let reason = denied.reason();
+        ctx.outcome = Outcome::Denied(reason);
+        let m = &self.state.metrics;
+        if let (Reason::RateLimited, Some(r)) = (reason, &route) {
+            let labels = metrics::RouteLabel {
+                route: r.prefix.clone(),
+            };
+            m.rate_limited.get_or_create(&labels).inc();
         }
         ctx.refused_route = route;
-        self.state
-            .metrics
-            .inc("tollgate_denials_total", &[("reason", denied.reason())]);
+        m.denials.get_or_create(&metrics::DenialLabel { reason }).inc();
         let reply = guard::cors::decorate(denied.reply(), ctx.cors.as_ref());
         respond(session, &reply).await
     }
@@ -144,7 +153,7 @@ impl Tollgate {
         let route = snap.routes.find(&ctx.path)?;
         ctx.cors = guard::cors::allow(route, &req.headers);
         let reply = guard::cors::preflight(route, &req.method, &req.headers)?;
-        ctx.outcome = "preflight";
+        ctx.outcome = Outcome::Preflight;
         ctx.refused_route = Some(route.clone());
         Some(reply)
     }
@@ -256,7 +265,7 @@ impl ProxyHttp for Tollgate {
             path: String::new(),
             allowed: None,
             refused_route: None,
-            outcome: "",
+            outcome: Outcome::Unset,
             upstream_latency: None,
             cors: None,
             _in_flight: self.state.counters.request(),
@@ -269,7 +278,7 @@ impl ProxyHttp for Tollgate {
         let snap = self.state.config.load_full();
         let raw = session.as_downstream().as_http1().map(|h| h.get_headers_raw_bytes());
         if let Some(reply) = framing_problem(session.req_header(), raw.as_deref()) {
-            ctx.outcome = "bad_request";
+            ctx.outcome = Outcome::BadRequest;
             return respond_and_close(session, &reply).await;
         }
         // A stalled request body is cut off rather than held open.
@@ -293,7 +302,10 @@ impl ProxyHttp for Tollgate {
                 .map(|a| a.to_string())
                 .unwrap_or_default();
             let result = issuer::serve(&self.state, &snap, session, &local, &peer).await;
-            ctx.outcome = result.as_ref().map_or_else(|e| e.code(), |_| local.endpoint.label());
+            ctx.outcome = match &result {
+                Ok(_) => Outcome::Served(local.endpoint),
+                Err(e) => Outcome::OAuth(e.code()),
+            };
             return respond(session, &result.unwrap_or_else(|e| e.reply())).await;
         }
         if let Some(reply) = self.cors(session, ctx, &snap) {
@@ -324,10 +336,9 @@ impl ProxyHttp for Tollgate {
         }
         match verdict {
             Ok(allowed) => {
-                ctx.outcome = if allowed.identity.is_some() {
-                    "allowed"
-                } else {
-                    "public"
+                ctx.outcome = match allowed.identity {
+                    Some(_) => Outcome::Allowed,
+                    None => Outcome::Public,
                 };
                 ctx.allowed = Some(allowed);
                 Ok(false)
@@ -420,32 +431,14 @@ impl ProxyHttp for Tollgate {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
-        use ErrorType::*;
-        let (code, error, description) = match (e.esource(), e.etype()) {
-            (_, HTTPStatus(c)) => (*c, "proxy_error", "request failed"),
-            (ErrorSource::Downstream, ReadTimedout) => (408, "request_timeout", "request body not received in time"),
-            (ErrorSource::Downstream, ReadError | WriteError | ConnectionClosed | WriteTimedout) => (0, "", ""),
-            (ErrorSource::Downstream, _) => (400, "invalid_request", "malformed request"),
-            (_, ConnectTimedout | ReadTimedout | WriteTimedout) => {
-                (504, "upstream_timeout", "the upstream did not answer in time")
-            }
-            (ErrorSource::Upstream, _) => (502, "bad_gateway", "the upstream is unreachable or failed"),
-            _ => (500, "server_error", "internal error"),
-        };
-        ctx.outcome = match code {
-            408 => "request_timeout",
-            504 => "upstream_timeout",
-            502 => "upstream_error",
-            0 => "client_gone",
-            _ => "error",
-        };
-        if code > 0 {
-            let reply = Reply::error(code, error, description);
+        let failure = ProxyFailure::of(e);
+        ctx.outcome = failure.outcome;
+        if let Some(reply) = failure.reply() {
             session.set_keepalive(None);
             let _ = http_util::send(session, &reply).await;
         }
         FailToProxy {
-            error_code: code,
+            error_code: failure.status,
             can_reuse_downstream: false,
         }
     }
@@ -453,9 +446,9 @@ impl ProxyHttp for Tollgate {
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
         let status = session.response_written().map(|r| r.status.as_u16()).unwrap_or(0);
         let route = match (&ctx.allowed, &ctx.refused_route) {
-            (Some(a), _) => a.route.prefix.as_str(),
-            (None, Some(r)) => r.prefix.as_str(),
-            (None, None) => "",
+            (Some(a), _) => &a.route.prefix,
+            (None, Some(r)) => &r.prefix,
+            (None, None) => &NO_ROUTE,
         };
         crate::logging::Access {
             method: session.req_header().method.as_str(),
@@ -467,15 +460,11 @@ impl ProxyHttp for Tollgate {
                 .as_ref()
                 .and_then(|a| a.identity.as_deref())
                 .map_or("", |i| i.client_id.as_str()),
-            outcome: ctx.outcome,
+            outcome: ctx.outcome.as_str(),
             latency_us: ctx.start.elapsed().as_micros() as u64,
         }
         .log();
-        let m = &self.state.metrics;
-        m.inc("tollgate_requests_total", &[("route", route), ("outcome", ctx.outcome)]);
-        if let Some(l) = ctx.upstream_latency {
-            m.observe("tollgate_upstream_latency_seconds", &[("route", route)], l);
-        }
+        self.state.metrics.request(route, ctx.outcome, ctx.upstream_latency);
     }
 }
 
