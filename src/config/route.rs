@@ -19,7 +19,7 @@ pub(super) fn build(
     } else {
         rf.prefix.as_str()
     };
-    let prefix = match crate::guard::path::normalise(trimmed) {
+    let prefix = match crate::path::normalise(trimmed) {
         Ok(p) if trimmed.starts_with('/') && p == trimmed => p,
         _ => {
             c.problem(

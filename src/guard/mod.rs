@@ -3,7 +3,6 @@
 pub mod bearer;
 pub mod cache;
 pub mod cors;
-pub mod path;
 pub mod policy;
 pub mod ratelimit;
 

@@ -15,12 +15,13 @@
 use crate::client_addr;
 use crate::counters::InFlight;
 use crate::forward;
-use crate::guard::{self, path, Allowed, Denied, Refused, Tables};
+use crate::guard::{self, Allowed, Denied, Refused, Tables};
 use crate::http_util::{self, Reply};
 use crate::issuer;
 use crate::metrics;
 use crate::model::Route;
 use crate::outcome::{Outcome, Reason};
+use crate::path;
 use crate::state::State;
 use crate::token::IDENTITY_HEADERS;
 use async_trait::async_trait;
