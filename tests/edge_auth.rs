@@ -12,16 +12,13 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 /// BASE_CONFIG with `lines` added to `[server]`.
-fn config(lines: &str) -> String {
-    BASE_CONFIG.replace(
-        "default_realm = \"demo\"",
-        &format!("default_realm = \"demo\"\n{lines}"),
-    )
+fn config(lines: &str) -> Config {
+    Config::base().server_lines(lines)
 }
 
 fn start(lines: &str) -> (Tollgate, echo::Echo) {
     let up = echo::start();
-    (Tollgate::start(&config(lines), up.addr), up)
+    (Tollgate::start(&config(lines).render(), up.addr), up)
 }
 
 /// A client whose connections leave from `ip`.
@@ -239,8 +236,10 @@ fn every_client_authentication_failure_reads_the_same() {
 fn mixed_realm(lines: &str) -> (Tollgate, echo::Echo) {
     let phc = tollgate::secret::hash_secret("hashed-secret").unwrap();
     let up = echo::start();
-    let config =
-        config(&format!("threads = 1\n{lines}")).replace("secret = \"writer-secret\"", &format!("secret = \"{phc}\""));
+    let config = config(lines)
+        .server("threads", 1)
+        .client("demo", "writer", "secret", phc)
+        .render();
     (Tollgate::start(&config, up.addr), up)
 }
 
@@ -348,16 +347,12 @@ fn wrong_secrets_for_an_argon2_client_do_not_stall_the_proxy_worker() {
 #[test]
 fn a_refresh_chain_ends_at_its_client_session_max_lifespan() {
     let up = echo::start();
-    let extra = r#"
-[realms.demo.clients.refresher]
-secret = "refresher-secret"
-service_account_roles = ["reader"]
-use_refresh_token = true
-"#;
-    let config = format!("{BASE_CONFIG}{extra}").replace(
-        "access_token_lifespan = \"5m\"",
-        "access_token_lifespan = \"5m\"\nclient_session_max_lifespan = \"2s\"",
-    );
+    let config = Config::base()
+        .realm("demo", "client_session_max_lifespan", "2s")
+        .client("demo", "refresher", "secret", "refresher-secret")
+        .client("demo", "refresher", "service_account_roles", vec!["reader"])
+        .client("demo", "refresher", "use_refresh_token", true)
+        .render();
     let tg = Tollgate::start(&config, up.addr);
     let post = |form: &[(&str, &str)]| -> (u16, Value) {
         let r = client()
