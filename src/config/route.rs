@@ -14,65 +14,9 @@ pub(super) fn build(
     default_realm: Option<&str>,
 ) -> Option<Route> {
     let before = c.problems.len();
-    let trimmed = if rf.prefix.len() > 1 {
-        rf.prefix.trim_end_matches('/')
-    } else {
-        rf.prefix.as_str()
-    };
-    let prefix = match crate::path::normalise(trimmed) {
-        Ok(p) if trimmed.starts_with('/') && p == trimmed => p,
-        _ => {
-            c.problem(
-                format!("{key}.prefix"),
-                format!(
-                    "{:?} must be a normalised absolute path like \"/api/orders\"",
-                    rf.prefix
-                ),
-            );
-            String::new()
-        }
-    };
-    let methods = rf.methods.as_ref().map(|list| {
-        list.iter()
-            .filter_map(|m| match http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
-                Ok(m) => Some(m),
-                Err(_) => {
-                    c.problem(format!("{key}.methods"), format!("{m:?} is not an HTTP method"));
-                    None
-                }
-            })
-            .collect::<Vec<_>>()
-    });
-    let realms: Vec<String> = match (&rf.realm, &rf.realms) {
-        (Some(_), Some(_)) => {
-            c.problem(format!("{key}.realms"), "set `realm` or `realms`, not both");
-            Vec::new()
-        }
-        (_, Some(list)) if list.is_empty() => {
-            c.problem(format!("{key}.realms"), "must name at least one realm");
-            Vec::new()
-        }
-        (_, Some(list)) => list.clone(),
-        (Some(r), None) => vec![r.clone()],
-        (None, None) => match default_realm {
-            Some(r) => vec![r.to_string()],
-            // A public route checks no token, so it needs no realm.
-            None if rf.public => Vec::new(),
-            None => {
-                c.problem(format!("{key}.realm"), "required (there is no server.default_realm)");
-                Vec::new()
-            }
-        },
-    };
-    let field = if rf.realms.is_some() { "realms" } else { "realm" };
-    for (i, realm) in realms.iter().enumerate() {
-        if realms[..i].contains(realm) {
-            c.problem(format!("{key}.realms"), format!("{realm:?} is listed twice"));
-        }
-        if !f.realms.contains_key(realm) {
-            c.problem(format!("{key}.{field}"), format!("no realm named {realm:?}"));
-        }
-    }
+    let prefix = prefix(c, key, rf);
+    let methods = methods(c, key, rf);
+    let realms = realms(c, key, rf, f, default_realm);
     check_roles(c, key, rf, &realms, f);
     if rf.public && (!rf.roles.is_empty() || !rf.any_roles.is_empty() || rf.audience.is_some()) {
         c.problem(key, "a public route cannot also require roles or an audience");
@@ -114,6 +58,77 @@ pub(super) fn build(
         read_timeout,
         policy,
     })
+}
+
+/// The route's prefix, which must already be a normalised absolute path.
+fn prefix(c: &mut Checker, key: &str, rf: &RouteFile) -> String {
+    let trimmed = if rf.prefix.len() > 1 {
+        rf.prefix.trim_end_matches('/')
+    } else {
+        rf.prefix.as_str()
+    };
+    match crate::path::normalise(trimmed) {
+        Ok(p) if trimmed.starts_with('/') && p == trimmed => p,
+        _ => {
+            c.problem(
+                format!("{key}.prefix"),
+                format!(
+                    "{:?} must be a normalised absolute path like \"/api/orders\"",
+                    rf.prefix
+                ),
+            );
+            String::new()
+        }
+    }
+}
+
+fn methods(c: &mut Checker, key: &str, rf: &RouteFile) -> Option<Vec<http::Method>> {
+    rf.methods.as_ref().map(|list| {
+        list.iter()
+            .filter_map(|m| match http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                Ok(m) => Some(m),
+                Err(_) => {
+                    c.problem(format!("{key}.methods"), format!("{m:?} is not an HTTP method"));
+                    None
+                }
+            })
+            .collect::<Vec<_>>()
+    })
+}
+
+/// The realms whose tokens the route takes: `realm`, `realms` or the default realm.
+fn realms(c: &mut Checker, key: &str, rf: &RouteFile, f: &FileConfig, default_realm: Option<&str>) -> Vec<String> {
+    let realms: Vec<String> = match (&rf.realm, &rf.realms) {
+        (Some(_), Some(_)) => {
+            c.problem(format!("{key}.realms"), "set `realm` or `realms`, not both");
+            Vec::new()
+        }
+        (_, Some(list)) if list.is_empty() => {
+            c.problem(format!("{key}.realms"), "must name at least one realm");
+            Vec::new()
+        }
+        (_, Some(list)) => list.clone(),
+        (Some(r), None) => vec![r.clone()],
+        (None, None) => match default_realm {
+            Some(r) => vec![r.to_string()],
+            // A public route checks no token, so it needs no realm.
+            None if rf.public => Vec::new(),
+            None => {
+                c.problem(format!("{key}.realm"), "required (there is no server.default_realm)");
+                Vec::new()
+            }
+        },
+    };
+    let field = if rf.realms.is_some() { "realms" } else { "realm" };
+    for (i, realm) in realms.iter().enumerate() {
+        if realms[..i].contains(realm) {
+            c.problem(format!("{key}.realms"), format!("{realm:?} is listed twice"));
+        }
+        if !f.realms.contains_key(realm) {
+            c.problem(format!("{key}.{field}"), format!("no realm named {realm:?}"));
+        }
+    }
+    realms
 }
 
 /// The route's roles checked against those its realms declare: each must be a role of at least
