@@ -151,6 +151,17 @@ pub struct Refused {
     pub refetch: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
+impl From<Denied> for Refused {
+    /// A refusal before any route was matched.
+    fn from(denied: Denied) -> Refused {
+        Refused {
+            route: None,
+            denied,
+            refetch: None,
+        }
+    }
+}
+
 /// What the guard reads besides the snapshot: the verified-token cache, the revocations and
 /// the rate-limit buckets.
 #[derive(Clone, Copy)]

@@ -14,7 +14,6 @@
 
 use crate::client_addr;
 use crate::counters::InFlight;
-use crate::forward;
 use crate::guard::{self, Allowed, Denied, Refused, Tables};
 use crate::http_util::{self, Reply};
 use crate::issuer;
@@ -23,7 +22,6 @@ use crate::model::Route;
 use crate::outcome::{Outcome, Reason};
 use crate::path;
 use crate::state::State;
-use crate::token::IDENTITY_HEADERS;
 use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::modules::http::HttpModules;
@@ -35,7 +33,12 @@ use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 mod failure;
+mod local;
+mod upstream;
+
 pub use failure::ProxyFailure;
+pub use local::MAX_HEADER_BYTES;
+use local::{framing_problem, respond, respond_and_close};
 
 /// The route label of a request that matched none.
 static NO_ROUTE: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(""));
@@ -62,68 +65,6 @@ pub struct Ctx {
 /// Longest a request waits for a remote realm's keys to be fetched again for its unknown kid.
 const REFETCH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Largest request header block accepted (all names and values), in bytes.
-pub const MAX_HEADER_BYTES: usize = 32 * 1024;
-
-fn header_bytes(req: &RequestHeader, raw: Option<&[u8]>) -> usize {
-    match raw {
-        Some(r) => r.len(),
-        None => req
-            .headers
-            .iter()
-            .map(|(k, v)| k.as_str().len() + v.len() + 4)
-            .sum::<usize>(),
-    }
-}
-
-/// Requests whose size or framing could be read two ways are refused before anything else:
-/// an oversized header block (431), more than one Content-Length, Content-Length beside
-/// Transfer-Encoding, or a transfer coding other than chunked (request smuggling, RFC 9112 §6).
-fn framing_problem(req: &RequestHeader, raw: Option<&[u8]>) -> Option<Reply> {
-    if header_bytes(req, raw) > MAX_HEADER_BYTES {
-        return Some(Reply::error(431, "invalid_request", "request header fields too large"));
-    }
-    let mut cl_count = 0;
-    for v in req.headers.get_all(http::header::CONTENT_LENGTH).iter() {
-        cl_count += 1 + usize::from(v.as_bytes().contains(&b','));
-    }
-    let te: Vec<&http::HeaderValue> = req.headers.get_all(http::header::TRANSFER_ENCODING).iter().collect();
-    // pingora drops Content-Length when Transfer-Encoding is present; the raw header still shows it.
-    if !te.is_empty() && cl_count == 0 {
-        let raw_cl = raw.is_some_and(|r| {
-            r.split(|&b| b == b'\n')
-                .any(|line| line.len() > 15 && line[..15].eq_ignore_ascii_case(b"content-length:"))
-        });
-        cl_count += usize::from(raw_cl);
-    }
-    if cl_count > 1 {
-        return Some(Reply::error(400, "invalid_request", "more than one Content-Length"));
-    }
-    // One field is verified; a second could be what the upstream reads.
-    if req.headers.get_all(http::header::AUTHORIZATION).iter().nth(1).is_some() {
-        return Some(Reply::error(400, "invalid_request", "more than one Authorization"));
-    }
-    if !te.is_empty() && cl_count > 0 {
-        return Some(Reply::error(
-            400,
-            "invalid_request",
-            "Content-Length together with Transfer-Encoding",
-        ));
-    }
-    if te.len() > 1
-        || te
-            .first()
-            .is_some_and(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked"))
-    {
-        return Some(Reply::error(
-            501,
-            "invalid_request",
-            "only Transfer-Encoding: chunked is supported",
-        ));
-    }
-    None
-}
-
 impl Tollgate {
     async fn deny(&self, session: &mut Session, ctx: &mut Ctx, refused: Refused) -> Result<bool> {
         let Refused { route, denied, .. } = refused;
@@ -143,7 +84,61 @@ impl Tollgate {
     }
 }
 
+/// The issuer endpoint `path` names, unless its realm is remote (a remote realm serves no
+/// endpoints here: its paths are routed like any other).
+fn local_endpoint<'p>(snap: &crate::config::Snapshot, path: &'p str) -> Option<issuer::Local<'p>> {
+    issuer::match_path(path).filter(|l| l.realm.and_then(|r| snap.realm(r)).is_none_or(|r| !r.is_remote()))
+}
+
+/// The bearer credentials of the request, as sent.
+fn authorization(session: &Session) -> Option<&[u8]> {
+    session
+        .req_header()
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .map(|v| v.as_bytes())
+}
+
 impl Tollgate {
+    /// Serves an issuer endpoint: its outcome and its answer.
+    async fn serve_local(
+        &self,
+        session: &mut Session,
+        snap: &crate::config::Snapshot,
+        local: &issuer::Local<'_>,
+    ) -> (Outcome, Reply) {
+        let peer = client_addr::of_request(session, &snap.server.trusted_proxies)
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        match issuer::serve(&self.state, snap, session, local, &peer).await {
+            Ok(reply) => (Outcome::Served(local.endpoint), reply),
+            Err(e) => (Outcome::OAuth(e.code()), e.reply()),
+        }
+    }
+
+    /// The guard's decision on the request for `path`. A token whose kid a remote realm lacks
+    /// waits briefly for that realm's keys to be fetched again, then is decided on them.
+    async fn verdict(
+        &self,
+        session: &Session,
+        path: &str,
+        snap: Arc<crate::config::Snapshot>,
+    ) -> Result<Allowed, Refused> {
+        let method = &session.req_header().method;
+        let tables = Tables {
+            cache: &self.state.token_cache,
+            store: &*self.state.store,
+            limits: &self.state.rate_limits,
+        };
+        let mut verdict = guard::check(tables, &snap, method, path, authorization(session), http_util::now());
+        if let Err(Refused { refetch: Some(rx), .. }) = &mut verdict {
+            let _ = tokio::time::timeout(REFETCH_WAIT, rx.changed()).await;
+            let snap = self.state.config.load_full();
+            verdict = guard::check(tables, &snap, method, path, authorization(session), http_util::now());
+        }
+        verdict
+    }
+
     /// Notes the CORS headers the response owes an allowed origin, and answers a preflight on a
     /// route with CORS here (no token, never upstream).
     fn cors(&self, session: &Session, ctx: &mut Ctx, snap: &crate::config::Snapshot) -> Option<Reply> {
@@ -158,95 +153,6 @@ impl Tollgate {
         ctx.refused_route = Some(route.clone());
         Some(reply)
     }
-}
-
-/// A request with no headers, to stand in while the upstream request is taken apart; it
-/// allocates nothing.
-fn empty_request() -> RequestHeader {
-    RequestHeader::from(http::Request::new(()).into_parts().0)
-}
-
-/// Adds the identity headers to `headers`, making room for all of them at once.
-fn add_identity(
-    headers: &mut http::HeaderMap,
-    values: &[http::HeaderValue; 5],
-) -> Result<(), http::header::MaxSizeReached> {
-    headers.try_reserve(IDENTITY_HEADERS.len())?;
-    for (name, value) in IDENTITY_HEADERS.into_iter().zip(values) {
-        headers.try_insert(name, value.clone())?;
-    }
-    Ok(())
-}
-
-/// Strips every claim-header name a route of the config uses, then adds the allowed route's
-/// own from the token's claims.
-fn claim_headers(headers: &mut http::HeaderMap, names: &[http::HeaderName], allowed: &Allowed) {
-    for name in names {
-        headers.remove(name);
-    }
-    if let (Some(policy), Some(id)) = (&allowed.route.policy, &allowed.identity) {
-        for (name, value) in guard::policy::claim_headers(policy, id) {
-            headers.insert(name, value);
-        }
-    }
-}
-
-/// Whether the request target `raw` is already `path`, with `query` after it if there is one.
-fn is_target(raw: &[u8], path: &str, query: Option<&str>) -> bool {
-    let Some(rest) = raw.strip_prefix(path.as_bytes()) else {
-        return false;
-    };
-    match query {
-        None => rest.is_empty(),
-        Some(q) => rest.strip_prefix(b"?") == Some(q.as_bytes()),
-    }
-}
-
-/// The largest unread request body that is read and dropped after a local reply to keep the
-/// connection open (nginx discards request bodies the same way); anything larger closes it.
-const DISCARD_LIMIT: u64 = 64 * 1024;
-
-/// Whether the unread body of `req` may be read and dropped after the reply: a declared
-/// `Content-Length` within [`DISCARD_LIMIT`], no `Transfer-Encoding`, and no
-/// `Expect: 100-continue` (such a client may never send the body it announced).
-fn discardable_body(req: &RequestHeader) -> bool {
-    let h = &req.headers;
-    if h.contains_key(http::header::TRANSFER_ENCODING) || h.contains_key(http::header::EXPECT) {
-        return false;
-    }
-    let mut lengths = h.get_all(http::header::CONTENT_LENGTH).iter();
-    match (lengths.next(), lengths.next()) {
-        (Some(v), None) => std::str::from_utf8(v.as_bytes())
-            .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .is_some_and(|n| n <= DISCARD_LIMIT),
-        _ => false,
-    }
-}
-
-/// Answer locally. A body not yet read stays unread until the reply is out; then pingora reads
-/// and drops it if it is small (bounded by `client_timeout`), else the connection closes, so a
-/// client that is not trusted yet cannot make tollgate read an unbounded body.
-async fn respond(session: &mut Session, reply: &Reply) -> Result<bool> {
-    if !session.is_body_done() {
-        // After a 408 the client has stalled mid-body; waiting for the rest would stall again.
-        if reply.status != 408 && discardable_body(session.req_header()) {
-            // pingora closes a connection answered before its body is read unless told not to.
-            session.set_close_on_response_before_downstream_finish(false);
-        } else {
-            session.set_keepalive(None);
-        }
-    }
-    http_util::send(session, reply).await?;
-    Ok(true)
-}
-
-/// Answer a request whose framing is in doubt and close the connection: what follows its head
-/// cannot be trusted to be the next request.
-async fn respond_and_close(session: &mut Session, reply: &Reply) -> Result<bool> {
-    session.set_keepalive(None);
-    http_util::send(session, reply).await?;
-    Ok(true)
 }
 
 #[async_trait]
@@ -287,55 +193,20 @@ impl ProxyHttp for Tollgate {
         ctx.path = match path::normalise(session.req_header().uri.path()) {
             Ok(p) => p,
             Err(e) => {
-                let refused = Refused {
-                    route: None,
-                    denied: Denied::BadPath(e.describe()),
-                    refetch: None,
-                };
-                return self.deny(session, ctx, refused).await;
+                return self
+                    .deny(session, ctx, Refused::from(Denied::BadPath(e.describe())))
+                    .await
             }
         };
-        // A remote realm serves no endpoints here: its paths are routed like any other.
-        let local = issuer::match_path(&ctx.path)
-            .filter(|l| l.realm.and_then(|r| snap.realm(r)).is_none_or(|r| !r.is_remote()));
-        if let Some(local) = local {
-            let peer = client_addr::of_request(session, &snap.server.trusted_proxies)
-                .map(|a| a.to_string())
-                .unwrap_or_default();
-            let result = issuer::serve(&self.state, &snap, session, &local, &peer).await;
-            ctx.outcome = match &result {
-                Ok(_) => Outcome::Served(local.endpoint),
-                Err(e) => Outcome::OAuth(e.code()),
-            };
-            return respond(session, &result.unwrap_or_else(|e| e.reply())).await;
+        if let Some(local) = local_endpoint(&snap, &ctx.path) {
+            let (outcome, reply) = self.serve_local(session, &snap, &local).await;
+            ctx.outcome = outcome;
+            return respond(session, &reply).await;
         }
         if let Some(reply) = self.cors(session, ctx, &snap) {
             return respond(session, &reply).await;
         }
-        let authorization = session
-            .req_header()
-            .headers
-            .get(http::header::AUTHORIZATION)
-            .map(|v| v.as_bytes());
-        let method = session.req_header().method.clone();
-        let tables = Tables {
-            cache: &self.state.token_cache,
-            store: &*self.state.store,
-            limits: &self.state.rate_limits,
-        };
-        let mut verdict = guard::check(tables, &snap, &method, &ctx.path, authorization, http_util::now());
-        if let Err(Refused { refetch: Some(rx), .. }) = &mut verdict {
-            // A kid the remote realm lacks: its keys are being fetched again; wait briefly.
-            let _ = tokio::time::timeout(REFETCH_WAIT, rx.changed()).await;
-            let snap = self.state.config.load_full();
-            let authorization = session
-                .req_header()
-                .headers
-                .get(http::header::AUTHORIZATION)
-                .map(|v| v.as_bytes());
-            verdict = guard::check(tables, &snap, &method, &ctx.path, authorization, http_util::now());
-        }
-        match verdict {
+        match self.verdict(session, &ctx.path, snap).await {
             Ok(allowed) => {
                 ctx.outcome = match allowed.identity {
                     Some(_) => Outcome::Allowed,
@@ -349,18 +220,10 @@ impl ProxyHttp for Tollgate {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let Some(allowed) = &ctx.allowed else {
-            return Error::e_explain(ErrorType::InternalError, "no route decided");
-        };
-        let u = &allowed.route.upstream;
-        let mut peer = HttpPeer::new(u.addr, u.tls, u.sni.clone());
-        let r = &allowed.route;
-        peer.options.connection_timeout = Some(r.connect_timeout);
-        peer.options.total_connection_timeout = Some(r.connect_timeout * 2);
-        peer.options.read_timeout = Some(r.read_timeout);
-        peer.options.write_timeout = Some(r.read_timeout);
-        peer.options.idle_timeout = Some(std::time::Duration::from_secs(60));
-        Ok(Box::new(peer))
+        match &ctx.allowed {
+            Some(allowed) => Ok(Box::new(upstream::peer(&allowed.route))),
+            None => Error::e_explain(ErrorType::InternalError, "no route decided"),
+        }
     }
 
     async fn upstream_request_filter(
@@ -369,54 +232,10 @@ impl ProxyHttp for Tollgate {
         up: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let Some(allowed) = &ctx.allowed else { return Ok(()) };
-        // pingora's copy of the request keeps its header map sized to the client's headers, with
-        // a second map beside it for the names' original case; adding the identity headers grew
-        // and rehashed both (docs/performance-decisions.md). The request is taken apart instead:
-        // one map, grown once. Header names therefore reach the upstream in lower case, as
-        // HTTP/2 and Envoy send them (field names are case-insensitive, RFC 9110 §5.1).
-        let identity = match allowed.identity.as_deref().map(|id| id.headers.as_ref()) {
-            Some(None) => {
-                return Error::e_explain(ErrorType::InvalidHTTPHeader, "identity not representable as headers")
-            }
-            values => values.flatten(),
-        };
-        // The forwarding rules of the live config: a reload since request_filter changes only
-        // which hop headers are believed, never the route decided.
-        let snap = self.state.config.load();
-        let server = &snap.server;
-        let hop = forward::Hop {
-            peer: client_addr::peer_ip(session),
-            tls: session.digest().is_some_and(|d| d.ssl_digest.is_some()),
-            trusted: &server.trusted_proxies,
-            keep_underscores: server.underscores_in_headers,
-        };
-        let authority = session.req_header().uri.authority().map(|a| a.as_str());
-        let mut parts: http::request::Parts = std::mem::replace(up, empty_request()).into();
-        let headers = &mut parts.headers;
-        let forwarded = forward::apply(headers, &hop, authority);
-        if !allowed.route.forward_token {
-            headers.remove(http::header::AUTHORIZATION);
+        match &ctx.allowed {
+            Some(allowed) => upstream::prepare(session, up, allowed, &ctx.path, &self.state.config.load()),
+            None => Ok(()),
         }
-        claim_headers(headers, &self.state.config.load().claim_header_names, allowed);
-        let added = forwarded.and_then(|()| identity.map_or(Ok(()), |values| add_identity(headers, values)));
-        // The request is whole again before anything can fail.
-        *up = RequestHeader::from(parts);
-        added.map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "too many request headers"))?;
-        // The upstream gets exactly the path that was authorised. Most targets are already in
-        // that form, and are sent on as they came.
-        let query = session.req_header().uri.query();
-        if !is_target(up.raw_path(), &ctx.path, query) {
-            let target = match query {
-                Some(q) => format!("{}?{q}", ctx.path),
-                None => ctx.path.clone(),
-            };
-            let uri = target
-                .parse::<http::Uri>()
-                .map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "bad target"))?;
-            up.set_uri(uri);
-        }
-        Ok(())
     }
 
     async fn upstream_response_filter(&self, _s: &mut Session, r: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
@@ -466,23 +285,5 @@ impl ProxyHttp for Tollgate {
         }
         .log();
         self.state.metrics.request(route, ctx.outcome, ctx.upstream_latency);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_target_is_sent_on_as_it_came_only_when_it_is_the_authorised_path() {
-        assert!(is_target(b"/api/x", "/api/x", None));
-        assert!(is_target(b"/api/x?a=1", "/api/x", Some("a=1")));
-        assert!(is_target(b"/api/x?", "/api/x", Some("")));
-        assert!(!is_target(b"/api/./x", "/api/x", None));
-        assert!(!is_target(b"/api/x?a=1", "/api/x", None));
-        assert!(!is_target(b"/api/x", "/api/x", Some("")));
-        assert!(!is_target(b"/api/x/", "/api/x", None));
-        assert!(!is_target(b"http://h/api/x", "/api/x", None));
-        assert!(!is_target(b"/api/%78", "/api/x", None));
     }
 }
