@@ -17,6 +17,8 @@ pub mod issuer;
 pub mod logging;
 pub mod metrics;
 pub mod model;
+pub mod outcome;
+pub mod path;
 pub mod proxy;
 pub mod redis_store;
 pub mod remote;

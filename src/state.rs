@@ -57,12 +57,6 @@ impl State {
 
     fn note_config(&self) {
         let snap = self.config.load();
-        self.metrics
-            .set_only("tollgate_config_info", &[("hash", &snap.hash)], 1.0);
-        self.metrics.set(
-            "tollgate_config_last_reload_success_timestamp_seconds",
-            &[],
-            crate::http_util::now() as f64,
-        );
+        self.metrics.config_loaded(&snap.hash, crate::http_util::now());
     }
 }

@@ -187,7 +187,7 @@ fn route(
 
 fn prefix(c: &mut Checker, key: &str, raw: &str) -> String {
     let trimmed = if raw.len() > 1 { raw.trim_end_matches('/') } else { raw };
-    match crate::guard::path::normalise(trimmed) {
+    match crate::path::normalise(trimmed) {
         Ok(p) if trimmed.starts_with('/') && p == trimmed => p,
         _ => {
             c.problem(

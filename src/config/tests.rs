@@ -335,29 +335,6 @@ upstream = "127.0.0.1:9000"
 }
 
 #[test]
-fn an_empty_audience_means_tokens_without_aud() {
-    use base64::Engine;
-    let dir = demo_dir();
-    let text = MINIMAL.replace(
-        "service_account_roles = [\"reader\"]",
-        "service_account_roles = [\"reader\"]\naudience = []",
-    );
-    let snap = load(&write(dir.path(), &text), LoadOptions::default()).unwrap();
-    let realm = snap.realm("demo").unwrap();
-    let body = crate::issuer::grant::issue(realm, &realm.clients["c"], "profile", "127.0.0.1", 1, None).unwrap();
-    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let payload = body["access_token"].as_str().unwrap().split('.').nth(1).unwrap();
-    let claims: serde_json::Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap();
-    assert!(claims.get("aud").is_none(), "{claims}");
-    assert_eq!(claims["realm_access"]["roles"][0], "reader");
-}
-
-#[test]
 fn the_bound_port_is_given_to_default_issuers_only() {
     let dir = demo_dir();
     let text = MINIMAL.replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")

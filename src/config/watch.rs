@@ -50,12 +50,12 @@ pub fn reload(state: &State) -> Reloaded {
             }
             let hash = snap.hash.clone();
             state.install(snap);
-            state.metrics.inc("tollgate_config_reloads_total", &[]);
+            state.metrics.config_reloads.inc();
             tracing::info!(config_hash = %hash, "config reloaded");
             Reloaded::Applied
         }
         Err(e) => {
-            state.metrics.inc("tollgate_config_reload_failures_total", &[]);
+            state.metrics.config_reload_failures.inc();
             for p in &e.0 {
                 tracing::error!(problem = %p, "config reload rejected; the previous config keeps serving");
             }

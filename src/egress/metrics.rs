@@ -1,38 +1,44 @@
 //! Every metric the egress side records, in one place (the families are declared in
 //! `crate::metrics`).
 
-use crate::metrics::Metrics;
+use crate::metrics::{EgressFetch, EgressRequest, EgressRoute, Issued, Metrics};
 
 /// One token fetch (or in-process mint) for the source `route` labels, and how it ended.
-pub fn token_fetched(m: &Metrics, route: &str, result: &str) {
-    m.inc(
-        "tollgate_egress_token_fetches_total",
-        &[("route", route), ("result", result)],
-    );
+pub fn token_fetched(m: &Metrics, route: &str, result: &'static str) {
+    let labels = EgressFetch {
+        route: route.to_string(),
+        result,
+    };
+    m.egress_token_fetches.get_or_create(&labels).inc();
 }
 
 /// A token minted in process counts as issued by its realm, as the token endpoint counts it.
 pub fn minted(m: &Metrics, realm: &str, client: &str) {
-    m.inc(
-        "tollgate_tokens_issued_total",
-        &[("realm", realm), ("client", client), ("grant", "client_credentials")],
-    );
+    let labels = Issued {
+        realm: realm.to_string(),
+        client: client.to_string(),
+        grant: "client_credentials".to_string(),
+    };
+    m.tokens_issued.get_or_create(&labels).inc();
 }
 
 /// One call through the egress listener and the status the app got (0: none was sent).
 pub fn request(m: &Metrics, route: &str, status: u16) {
-    let code = http::StatusCode::from_u16(status).ok();
-    let code = code.as_ref().map_or("0", http::StatusCode::as_str);
-    m.inc("tollgate_egress_requests_total", &[("route", route), ("status", code)]);
+    let labels = EgressRequest {
+        route: route.to_string(),
+        status,
+    };
+    m.egress_requests.get_or_create(&labels).inc();
 }
 
 /// The cached tokens' ages and the seconds each is still handed out, by route label; the
 /// families hold exactly these series, so a route that is gone leaves them.
 pub fn token_gauges(m: &Metrics, tokens: &[(String, f64, f64)]) {
-    let labels: Vec<[(&str, &str); 1]> = tokens.iter().map(|(route, _, _)| [("route", route.as_str())]).collect();
-    let series = |pick: fn(&(String, f64, f64)) -> f64| -> Vec<(&[(&str, &str)], f64)> {
-        labels.iter().zip(tokens).map(|(l, t)| (&l[..], pick(t))).collect()
-    };
-    m.set_family("tollgate_egress_token_age_seconds", &series(|t| t.1));
-    m.set_family("tollgate_egress_token_ttl_seconds", &series(|t| t.2));
+    m.egress_token_age.clear();
+    m.egress_token_ttl.clear();
+    for (route, age, ttl) in tokens {
+        let labels = EgressRoute { route: route.clone() };
+        m.egress_token_age.get_or_create(&labels).set(*age);
+        m.egress_token_ttl.get_or_create(&labels).set(*ttl);
+    }
 }

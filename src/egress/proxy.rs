@@ -16,9 +16,9 @@
 use super::cache::{Entry, Token};
 use super::{routes, Shared};
 use crate::counters::InFlight;
-use crate::guard::path;
 use crate::http_util::{self, Reply};
 use crate::model::egress::EgressRoute;
+use crate::path;
 use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::modules::http::HttpModules;

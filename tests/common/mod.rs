@@ -2,6 +2,9 @@
 //! upstream that answers with what it received.
 #![allow(dead_code)]
 
+pub mod config;
+#[allow(unused_imports)]
+pub use config::Config;
 pub mod cut;
 pub mod echo;
 pub mod egress;

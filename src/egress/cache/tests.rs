@@ -34,12 +34,12 @@ fn route(state: &State) -> Arc<EgressRoute> {
     state.config.load().egress.as_ref().unwrap().routes[0].clone()
 }
 
-fn fetches(state: &State, result: &str) -> u64 {
-    let route = route(state);
-    state.metrics.counter(
-        "tollgate_egress_token_fetches_total",
-        &[("route", &route.label), ("result", result)],
-    )
+fn fetches(state: &State, result: &'static str) -> u64 {
+    let labels = crate::metrics::EgressFetch {
+        route: route(state).label.clone(),
+        result,
+    };
+    state.metrics.egress_token_fetches.get_or_create(&labels).get()
 }
 
 #[test]
@@ -169,9 +169,6 @@ async fn a_source_that_fails_answers_no_token_with_its_backoff_and_is_not_hammer
     for _ in 0..20 {
         assert!(entry.token(&state).await.is_err());
     }
-    let refused = state.metrics.counter(
-        "tollgate_egress_token_fetches_total",
-        &[("route", &route.label), ("result", "refused")],
-    );
+    let refused = fetches(&state, "refused");
     assert_eq!(refused, 1, "the backoff holds further attempts");
 }
