@@ -267,3 +267,6 @@ fn jwk_allows(k: &jsonwebtoken::jwk::Jwk, alg: Algorithm) -> bool {
             | (P::OctetKeyPair(_), Algorithm::EdDSA)
     )
 }
+
+#[cfg(test)]
+mod tests;
