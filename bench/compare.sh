@@ -7,8 +7,9 @@
 #   PAIRS=remote_vs_local bench/compare.sh
 #   DURATION=5 REPEAT=3 bench/compare.sh
 #
-# A pair is "name:candidate:baseline:limit". The output goes to stdout and to
-# bench/results/<date>-<commit>-compare.txt.
+# A pair is "name:candidate:baseline:limit"; a path written "egress/PATH" is called through the
+# egress listener (the app's side), any other on the proxy listener. The output goes to stdout
+# and to bench/results/<date>-<commit>-compare.txt.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -16,7 +17,7 @@ cd "$ROOT"
 DURATION=${DURATION:-8}
 REPEAT=${REPEAT:-5}
 CONNS=${CONNS:-16}
-ALL_PAIRS="remote_vs_local:/remote/x:/local/x:1.05 policy_vs_roles:/policy/x:/roles/x:1.05"
+ALL_PAIRS="remote_vs_local:/remote/x:/local/x:1.05 policy_vs_roles:/policy/x:/roles/x:1.05 egress_vs_public:egress/public/x:/public/x:1.10"
 PAIRS=${PAIRS:-}
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/tollgate"
 
@@ -51,6 +52,7 @@ wait_http() { for _ in $(seq 1 200); do curl -fsS -o /dev/null "$1" 2>/dev/null 
 
 UPSTREAM_PORT=$(free_port)
 LISTEN_PORT=$(free_port)
+EGRESS_PORT=$(free_port)
 mkdir -p "$WORK/nginx-upstream-tmp"
 USER_LINE=""; [ "$(id -u)" -eq 0 ] && USER_LINE="user root;"
 sed -e "s|@WORK@|$WORK|g" -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" -e "s|@USER@|$USER_LINE|g" \
@@ -58,7 +60,7 @@ sed -e "s|@WORK@|$WORK|g" -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" -e "s|@USER@|$
 "$NGINX" -p "$WORK" -c "$WORK/nginx-upstream.conf" -e "$WORK/nginx.error.log" &
 PIDS+=($!)
 cp certs/demo-rs256.pem "$WORK/"
-sed -e "s|@LISTEN_PORT@|$LISTEN_PORT|g" -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" bench/compare.toml >"$WORK/tollgate.toml"
+sed -e "s|@LISTEN_PORT@|$LISTEN_PORT|g" -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" -e "s|@EGRESS_PORT@|$EGRESS_PORT|g" bench/compare.toml >"$WORK/tollgate.toml"
 RUST_LOG=warn "$BIN" --config "$WORK/tollgate.toml" >"$WORK/tollgate.out" 2>"$WORK/tollgate.err" &
 TG=$!
 PIDS+=("$TG")
@@ -70,15 +72,21 @@ TOKEN=$(curl -fsS -u product-sa-client:password -d grant_type=client_credentials
 [ -n "$TOKEN" ] || die "no token"
 AUTH="Authorization: Bearer $TOKEN"
 
+url_of() { # path -> the URL it is called at
+  case $1 in
+    egress/*) echo "http://127.0.0.1:$EGRESS_PORT/${1#egress/}" ;;
+    *) echo "http://127.0.0.1:$LISTEN_PORT$1" ;;
+  esac
+}
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 CLK_TCK=$(getconf CLK_TCK)
 declare -A SAMPLES
 round() { # path -> appends one CPU-per-request sample (us) for it
   local path=$1 t0 t1 out reqs
-  code=$(curl -s -o /dev/null -w '%{http_code}' -H "$AUTH" "http://127.0.0.1:$LISTEN_PORT$path")
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "$AUTH" "$(url_of "$path")")
   [ "$code" = 200 ] || die "$path answered $code: $(tail -3 "$WORK/tollgate.err")"
   t0=$(cpu_ticks "$TG")
-  out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" -H "$AUTH" "http://127.0.0.1:$LISTEN_PORT$path")
+  out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" -H "$AUTH" "$(url_of "$path")")
   t1=$(cpu_ticks "$TG")
   reqs=$(awk '/ requests in / { print $1 }' <<<"$out")
   grep -q "Non-2xx" <<<"$out" && die "$path: non-2xx answers under load"

@@ -219,7 +219,7 @@ fn bench_parsing(c: &mut Criterion) {
     let body: &[u8] = b"grant_type=client_credentials&scope=orders&client_id=x&client_secret=y";
     c.bench_function("form/parse", |b| b.iter(|| form::parse(black_box(body)).unwrap()));
     c.bench_function("path/normalise", |b| {
-        b.iter(|| tollgate::guard::path::normalise(black_box("/api/orders/../orders/%7Ex/1")).unwrap())
+        b.iter(|| tollgate::path::normalise(black_box("/api/orders/../orders/%7Ex/1")).unwrap())
     });
 }
 

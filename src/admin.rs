@@ -46,22 +46,15 @@ impl ServeHttp for Admin {
             }
             "/metrics" => {
                 crate::remote::record_ages(&self.state.config.load(), &self.state.metrics, crate::http_util::now());
-                let (revoked, _) = self.state.store.sizes();
-                self.state.metrics.set("tollgate_revoked_tokens", &[], revoked as f64);
+                let m = &self.state.metrics;
+                let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+                m.revoked_tokens.set(gauge(self.state.store.sizes().0));
+                m.connections_open.set(gauge(self.state.counters.open()));
+                m.token_cache_entries.set(gauge(self.state.token_cache.len()));
                 if let Some(shared) = self.state.store.shared() {
-                    let up = if shared.is_up() { 1.0 } else { 0.0 };
-                    self.state.metrics.set("tollgate_store_up", &[], up);
+                    m.store_up.set(i64::from(shared.is_up()));
                 }
-                let open = self.state.counters.open();
-                self.state.metrics.set("tollgate_connections_open", &[], open as f64);
-                self.state
-                    .metrics
-                    .set("tollgate_token_cache_entries", &[], self.state.token_cache.len() as f64);
-                (
-                    200,
-                    "text/plain; version=0.0.4",
-                    self.state.metrics.render().into_bytes(),
-                )
+                (200, crate::metrics::CONTENT_TYPE, m.render().into_bytes())
             }
             _ => (
                 404,

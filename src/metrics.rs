@@ -1,240 +1,348 @@
-//! Prometheus metrics: counters, gauges and histograms by label set, rendered as text format.
+//! Prometheus metrics on `prometheus-client`: each family a typed field, each label set a type,
+//! so a misspelt metric or label is a compile error, not a series never exported.
 
-use parking_lot::Mutex;
-use std::collections::BTreeMap;
-use std::fmt::Write;
+use crate::outcome::{Outcome, Reason};
+use prometheus_client::encoding::{prometheus_text, EncodeLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
-/// Every metric tollgate exports: name, type, help.
-const FAMILIES: &[(&str, &str, &str)] = &[
-    ("tollgate_requests_total", "counter", "Requests by route and outcome."),
-    (
-        "tollgate_denials_total",
-        "counter",
-        "Requests refused by the guard, by reason.",
-    ),
-    (
-        "tollgate_tokens_issued_total",
-        "counter",
-        "Tokens issued, by realm, client and grant.",
-    ),
-    (
-        "tollgate_token_errors_total",
-        "counter",
-        "Token endpoint errors, by realm and OAuth error code.",
-    ),
-    (
-        "tollgate_auth_throttled_total",
-        "counter",
-        "Client authentications refused with 429.",
-    ),
-    (
-        "tollgate_upstream_latency_seconds",
-        "histogram",
-        "Time from request to upstream response header, by route.",
-    ),
-    ("tollgate_config_reloads_total", "counter", "Successful config reloads."),
-    (
-        "tollgate_config_reload_failures_total",
-        "counter",
-        "Config reloads refused (the previous config kept serving).",
-    ),
-    (
-        "tollgate_config_last_reload_success_timestamp_seconds",
-        "gauge",
-        "When the live config was loaded.",
-    ),
-    ("tollgate_config_info", "gauge", "The live config, by its SHA-256 hash."),
-    ("tollgate_token_cache_entries", "gauge", "Verified tokens cached."),
-    ("tollgate_revoked_tokens", "gauge", "Revoked token ids remembered."),
-    (
-        "tollgate_connections_open",
-        "gauge",
-        "Client connections open on the proxy listeners.",
-    ),
-    (
-        "tollgate_rate_limited_total",
-        "counter",
-        "Requests refused with 429 by a route's rate limit, by route.",
-    ),
-    (
-        "tollgate_jwks_fetches_total",
-        "counter",
-        "Fetches of remote realms' keys, by realm and result (ok, error).",
-    ),
-    (
-        "tollgate_jwks_age_seconds",
-        "gauge",
-        "Age of each remote realm's last fetched keys.",
-    ),
-    (
-        "tollgate_store_up",
-        "gauge",
-        "1 while the shared store ([store]) is reachable, 0 while it is not.",
-    ),
-    (
-        "tollgate_store_operation_duration_seconds",
-        "histogram",
-        "Round trips to the shared store, by operation.",
-    ),
-    (
-        "tollgate_store_errors_total",
-        "counter",
-        "Shared-store operations that failed or were not tried because it was down, by operation.",
-    ),
-    (
-        "tollgate_connections_refused_total",
-        "counter",
-        "Client connections closed at accept because server.max_connections were open.",
-    ),
-];
+/// The `Content-Type` of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
-const BUCKETS: &[f64] = &[
+const LATENCY_BUCKETS: [f64; 15] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-#[derive(Default)]
-struct Histogram {
-    counts: [u64; 16],
-    sum: f64,
-    count: u64,
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteOutcome {
+    /// The matched route's prefix, or "".
+    pub route: Arc<str>,
+    pub outcome: Outcome,
 }
 
-/// One family's series, by their rendered label set.
-type Series<T> = BTreeMap<&'static str, BTreeMap<String, T>>;
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    pub route: Arc<str>,
+}
 
-#[derive(Default)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DenialLabel {
+    pub reason: Reason,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Issued {
+    pub realm: String,
+    pub client: String,
+    pub grant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenErrorLabel {
+    pub realm: String,
+    pub endpoint: &'static str,
+    pub error: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RealmLabel {
+    pub realm: String,
+}
+
+/// Whether a fetch or a check succeeded.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum FetchResult {
+    ok,
+    error,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FetchLabel {
+    pub realm: String,
+    pub result: FetchResult,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EgressFetch {
+    pub route: String,
+    /// `ok`, `error` or `refused`.
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EgressRequest {
+    pub route: String,
+    /// The status sent to the app, `0` when none was.
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EgressRoute {
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreOp {
+    /// The shared store's operation (`crate::store::redis::Op::label`).
+    pub op: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HashLabel {
+    pub hash: String,
+}
+
+/// Every metric tollgate exports.
 pub struct Metrics {
-    counters: Mutex<Series<u64>>,
-    gauges: Mutex<Series<f64>>,
-    histograms: Mutex<Series<Histogram>>,
+    registry: Registry,
+    pub requests: Family<RouteOutcome, Counter>,
+    pub denials: Family<DenialLabel, Counter>,
+    pub rate_limited: Family<RouteLabel, Counter>,
+    pub upstream_latency: Family<RouteLabel, Histogram>,
+    pub tokens_issued: Family<Issued, Counter>,
+    pub token_errors: Family<TokenErrorLabel, Counter>,
+    pub auth_throttled: Family<RealmLabel, Counter>,
+    pub config_reloads: Counter,
+    pub config_reload_failures: Counter,
+    pub config_loaded_at: Gauge,
+    pub config_info: Family<HashLabel, Gauge>,
+    pub token_cache_entries: Gauge,
+    pub revoked_tokens: Gauge,
+    pub connections_open: Gauge,
+    pub connections_refused: Counter,
+    pub jwks_fetches: Family<FetchLabel, Counter>,
+    pub jwks_age: Family<RealmLabel, FloatGauge>,
+    pub secret_hash_runs: Counter,
+    pub secret_hash_busy: Counter,
+    pub store_up: Gauge,
+    pub store_op_duration: Family<StoreOp, Histogram>,
+    pub store_errors: Family<StoreOp, Counter>,
+    pub egress_token_fetches: Family<EgressFetch, Counter>,
+    pub egress_requests: Family<EgressRequest, Counter>,
+    pub egress_token_age: Family<EgressRoute, FloatGauge>,
+    pub egress_token_ttl: Family<EgressRoute, FloatGauge>,
 }
 
-/// Renders `pairs` as a Prometheus label set (`k="v",...`) into `s`.
-fn write_labels(s: &mut String, pairs: &[(&str, &str)]) {
-    s.clear();
-    for (i, (k, v)) in pairs.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        s.push_str(k);
-        s.push_str("=\"");
-        for ch in v.chars() {
-            match ch {
-                '\\' => s.push_str("\\\\"),
-                '"' => s.push_str("\\\""),
-                '\n' => s.push_str("\\n"),
-                c => s.push(c),
-            }
-        }
-        s.push('"');
+impl Default for Metrics {
+    fn default() -> Self {
+        let upstream_latency =
+            Family::<RouteLabel, Histogram>::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS));
+        let store_op_duration = Family::<StoreOp, Histogram>::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS));
+        let mut m = Metrics {
+            registry: Registry::default(),
+            requests: Family::default(),
+            denials: Family::default(),
+            rate_limited: Family::default(),
+            upstream_latency,
+            tokens_issued: Family::default(),
+            token_errors: Family::default(),
+            auth_throttled: Family::default(),
+            config_reloads: Counter::default(),
+            config_reload_failures: Counter::default(),
+            config_loaded_at: Gauge::default(),
+            config_info: Family::default(),
+            token_cache_entries: Gauge::default(),
+            revoked_tokens: Gauge::default(),
+            connections_open: Gauge::default(),
+            connections_refused: Counter::default(),
+            jwks_fetches: Family::default(),
+            jwks_age: Family::default(),
+            secret_hash_runs: Counter::default(),
+            secret_hash_busy: Counter::default(),
+            store_up: Gauge::default(),
+            store_op_duration,
+            store_errors: Family::default(),
+            egress_token_fetches: Family::default(),
+            egress_requests: Family::default(),
+            egress_token_age: Family::default(),
+            egress_token_ttl: Family::default(),
+        };
+        m.register();
+        m
     }
-}
-
-/// The series `pairs` of family `name` in `series`, made on first use. The labels are rendered
-/// into a buffer kept per thread, so counting a series that exists allocates nothing.
-fn entry<'m, T: Default>(series: &'m mut Series<T>, name: &'static str, pairs: &[(&str, &str)]) -> &'m mut T {
-    thread_local! {
-        static LABELS: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
-    }
-    LABELS.with_borrow_mut(|labels| {
-        write_labels(labels, pairs);
-        let family = series.entry(name).or_default();
-        if !family.contains_key(labels.as_str()) {
-            family.insert(labels.clone(), T::default());
-        }
-        family.get_mut(labels.as_str()).expect("inserted above")
-    })
 }
 
 impl Metrics {
-    pub fn inc(&self, name: &'static str, l: &[(&str, &str)]) {
-        *entry(&mut self.counters.lock(), name, l) += 1;
+    /// Names and helps, in the order they are exported. Counters get `_total` from the encoder.
+    fn register(&mut self) {
+        let r = &mut self.registry;
+        r.register(
+            "tollgate_requests",
+            "Requests by route and outcome",
+            self.requests.clone(),
+        );
+        r.register(
+            "tollgate_denials",
+            "Requests refused by the guard, by reason",
+            self.denials.clone(),
+        );
+        r.register(
+            "tollgate_tokens_issued",
+            "Tokens issued, by realm, client and grant",
+            self.tokens_issued.clone(),
+        );
+        r.register(
+            "tollgate_token_errors",
+            "Token endpoint errors, by realm, endpoint and OAuth error code",
+            self.token_errors.clone(),
+        );
+        r.register(
+            "tollgate_auth_throttled",
+            "Client authentications refused with 429",
+            self.auth_throttled.clone(),
+        );
+        r.register(
+            "tollgate_upstream_latency_seconds",
+            "Time from request to upstream response header, by route",
+            self.upstream_latency.clone(),
+        );
+        r.register(
+            "tollgate_config_reloads",
+            "Successful config reloads",
+            self.config_reloads.clone(),
+        );
+        r.register(
+            "tollgate_config_reload_failures",
+            "Config reloads refused (the previous config kept serving)",
+            self.config_reload_failures.clone(),
+        );
+        r.register(
+            "tollgate_config_last_reload_success_timestamp_seconds",
+            "When the live config was loaded",
+            self.config_loaded_at.clone(),
+        );
+        r.register(
+            "tollgate_config_info",
+            "The live config, by its SHA-256 hash",
+            self.config_info.clone(),
+        );
+        r.register(
+            "tollgate_token_cache_entries",
+            "Verified tokens cached",
+            self.token_cache_entries.clone(),
+        );
+        r.register(
+            "tollgate_revoked_tokens",
+            "Revoked token ids remembered",
+            self.revoked_tokens.clone(),
+        );
+        r.register(
+            "tollgate_connections_open",
+            "Client connections open on the proxy listeners",
+            self.connections_open.clone(),
+        );
+        r.register(
+            "tollgate_rate_limited",
+            "Requests refused with 429 by a route's rate limit, by route",
+            self.rate_limited.clone(),
+        );
+        r.register(
+            "tollgate_jwks_fetches",
+            "Fetches of remote realms' keys, by realm and result (ok, error)",
+            self.jwks_fetches.clone(),
+        );
+        r.register(
+            "tollgate_jwks_age_seconds",
+            "Age of each remote realm's last fetched keys",
+            self.jwks_age.clone(),
+        );
+        r.register(
+            "tollgate_connections_refused",
+            "Client connections closed at accept because server.max_connections were open",
+            self.connections_refused.clone(),
+        );
+        r.register(
+            "tollgate_secret_hash_checks",
+            "argon2 verifications of client secrets run (real ones and equal-cost stand-ins)",
+            self.secret_hash_runs.clone(),
+        );
+        r.register(
+            "tollgate_secret_hash_busy",
+            "Client secrets answered 503 because the argon2 pool's queue was full",
+            self.secret_hash_busy.clone(),
+        );
+        self.register_store();
+        self.register_egress();
     }
 
-    pub fn set(&self, name: &'static str, l: &[(&str, &str)], v: f64) {
-        *entry(&mut self.gauges.lock(), name, l) = v;
+    fn register_store(&mut self) {
+        let r = &mut self.registry;
+        r.register(
+            "tollgate_store_up",
+            "1 while the shared store ([store]) is reachable, 0 while it is not",
+            self.store_up.clone(),
+        );
+        r.register(
+            "tollgate_store_operation_duration_seconds",
+            "Round trips to the shared store, by operation",
+            self.store_op_duration.clone(),
+        );
+        r.register(
+            "tollgate_store_errors",
+            "Shared-store operations that failed or were not tried because it was down, by operation",
+            self.store_errors.clone(),
+        );
     }
 
-    /// Replace every series of gauge `name` with the one given (e.g. the live config hash).
-    pub fn set_only(&self, name: &'static str, l: &[(&str, &str)], v: f64) {
-        let mut g = self.gauges.lock();
-        g.remove(name);
-        *entry(&mut g, name, l) = v;
+    fn register_egress(&mut self) {
+        let r = &mut self.registry;
+        r.register(
+            "tollgate_egress_token_fetches",
+            "Egress token fetches (or in-process mints), by route and result (ok, error, refused)",
+            self.egress_token_fetches.clone(),
+        );
+        r.register(
+            "tollgate_egress_requests",
+            "Calls through the egress listener, by route and status sent to the app",
+            self.egress_requests.clone(),
+        );
+        r.register(
+            "tollgate_egress_token_age_seconds",
+            "Age of each egress route's cached token",
+            self.egress_token_age.clone(),
+        );
+        r.register(
+            "tollgate_egress_token_ttl_seconds",
+            "Seconds each egress route's cached token is still sent for",
+            self.egress_token_ttl.clone(),
+        );
     }
 
-    pub fn observe(&self, name: &'static str, l: &[(&str, &str)], secs: f64) {
-        let mut h = self.histograms.lock();
-        let e = entry(&mut h, name, l);
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                e.counts[i] += 1;
-            }
+    /// One request's outcome, and its upstream latency when it reached the upstream.
+    pub fn request(&self, route: &Arc<str>, outcome: Outcome, upstream_latency: Option<f64>) {
+        let labels = RouteOutcome {
+            route: route.clone(),
+            outcome,
+        };
+        self.requests.get_or_create(&labels).inc();
+        if let Some(secs) = upstream_latency {
+            let labels = RouteLabel { route: labels.route };
+            self.upstream_latency.get_or_create(&labels).observe(secs);
         }
-        e.sum += secs;
-        e.count += 1;
     }
 
-    pub fn counter(&self, name: &'static str, l: &[(&str, &str)]) -> u64 {
-        let mut labels = String::new();
-        write_labels(&mut labels, l);
-        let counters = self.counters.lock();
-        counters.get(name).and_then(|f| f.get(&labels)).copied().unwrap_or(0)
+    /// The live config: its hash the only series of `tollgate_config_info`.
+    pub fn config_loaded(&self, hash: &str, at: u64) {
+        self.config_info.clear();
+        self.config_info
+            .get_or_create(&HashLabel { hash: hash.to_string() })
+            .set(1);
+        self.config_loaded_at.set(i64::try_from(at).unwrap_or(i64::MAX));
     }
 
     /// Prometheus text exposition format 0.0.4.
     pub fn render(&self) -> String {
-        let counters = self.counters.lock();
-        let gauges = self.gauges.lock();
-        let hist = self.histograms.lock();
         let mut out = String::with_capacity(4096);
-        for (name, kind, help) in FAMILIES {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            let series = |l: &str| {
-                if l.is_empty() {
-                    String::new()
-                } else {
-                    format!("{{{l}}}")
-                }
-            };
-            match *kind {
-                "counter" => {
-                    let mut any = false;
-                    for (l, v) in counters.get(name).into_iter().flatten() {
-                        any = true;
-                        let _ = writeln!(out, "{name}{} {v}", series(l));
-                    }
-                    if !any && !name.contains("tokens_issued") && !name.contains("requests_total") {
-                        // Unlabelled families exist from the start, so rates work at once.
-                        if !matches!(
-                            *name,
-                            "tollgate_denials_total"
-                                | "tollgate_token_errors_total"
-                                | "tollgate_jwks_fetches_total"
-                                | "tollgate_rate_limited_total"
-                                | "tollgate_store_errors_total"
-                        ) {
-                            let _ = writeln!(out, "{name} 0");
-                        }
-                    }
-                }
-                "gauge" => {
-                    for (l, v) in gauges.get(name).into_iter().flatten() {
-                        let _ = writeln!(out, "{name}{} {v}", series(l));
-                    }
-                }
-                _ => {
-                    for (l, h) in hist.get(name).into_iter().flatten() {
-                        let sep = if l.is_empty() { "" } else { "," };
-                        for (i, b) in BUCKETS.iter().enumerate() {
-                            let _ = writeln!(out, "{name}_bucket{{{l}{sep}le=\"{b}\"}} {}", h.counts[i]);
-                        }
-                        let _ = writeln!(out, "{name}_bucket{{{l}{sep}le=\"+Inf\"}} {}", h.count);
-                        let _ = writeln!(out, "{name}_sum{} {}", series(l), h.sum);
-                        let _ = writeln!(out, "{name}_count{} {}", series(l), h.count);
-                    }
-                }
-            }
-        }
+        // Writing into a String cannot fail.
+        let _ = prometheus_text::encode(&mut out, &self.registry);
         out
     }
 }
@@ -246,34 +354,53 @@ mod tests {
     #[test]
     fn renders_text_format() {
         let m = Metrics::default();
-        m.inc("tollgate_tokens_issued_total", &[("realm", "demo"), ("client", "a\"b")]);
-        m.observe("tollgate_upstream_latency_seconds", &[("route", "/api")], 0.003);
+        m.tokens_issued
+            .get_or_create(&Issued {
+                realm: "demo".into(),
+                client: "a\"b".into(),
+                grant: "client_credentials".into(),
+            })
+            .inc();
+        m.request(&Arc::from("/api"), Outcome::Allowed, Some(0.003));
         let text = m.render();
         assert!(
-            text.contains("tollgate_tokens_issued_total{realm=\"demo\",client=\"a\\\"b\"} 1"),
+            text.contains(
+                "tollgate_tokens_issued_total{realm=\"demo\",client=\"a\\\"b\",grant=\"client_credentials\"} 1"
+            ),
             "{text}"
         );
-        assert!(text.contains("tollgate_upstream_latency_seconds_bucket{route=\"/api\",le=\"0.005\"} 1"));
+        assert!(text.contains("tollgate_requests_total{route=\"/api\",outcome=\"allowed\"} 1"));
+        assert!(
+            text.contains("tollgate_upstream_latency_seconds_bucket{route=\"/api\",le=\"0.005\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("tollgate_upstream_latency_seconds_bucket{route=\"/api\",le=\"0.0025\"} 0"));
-        assert!(text.contains("tollgate_config_reload_failures_total 0"));
+        assert!(
+            text.contains("# TYPE tollgate_config_reload_failures_total counter"),
+            "{text}"
+        );
+        assert!(text.contains("\ntollgate_config_reload_failures_total 0\n"), "{text}");
     }
 
     #[test]
-    fn a_label_set_is_one_series_and_set_only_replaces_the_family() {
+    fn a_label_set_is_one_series_and_the_config_hash_has_one() {
         let m = Metrics::default();
-        let route = |r| [("route", r), ("outcome", "allowed")];
-        m.inc("tollgate_requests_total", &route("/api"));
-        m.inc("tollgate_requests_total", &route("/api"));
-        m.inc("tollgate_requests_total", &route("/other"));
-        assert_eq!(m.counter("tollgate_requests_total", &route("/api")), 2);
-        assert_eq!(m.counter("tollgate_requests_total", &route("/other")), 1);
-        assert_eq!(m.counter("tollgate_requests_total", &route("/none")), 0);
-        assert_eq!(m.counter("tollgate_denials_total", &route("/api")), 0);
-        m.set_only("tollgate_config_info", &[("sha256", "a")], 1.0);
-        m.set_only("tollgate_config_info", &[("sha256", "b")], 1.0);
+        let (api, other) = (Arc::from("/api"), Arc::from("/other"));
+        m.request(&api, Outcome::Allowed, None);
+        m.request(&api, Outcome::Allowed, None);
+        m.request(&other, Outcome::Denied(Reason::NoToken), None);
         let text = m.render();
-        assert!(text.contains("tollgate_config_info{sha256=\"b\"} 1"), "{text}");
-        assert!(!text.contains("sha256=\"a\""), "{text}");
+        assert!(
+            text.contains("tollgate_requests_total{route=\"/api\",outcome=\"allowed\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("tollgate_requests_total{route=\"/other\",outcome=\"no_token\"} 1"));
         assert_eq!(text.matches("tollgate_requests_total{").count(), 2, "{text}");
+        m.config_loaded("a", 10);
+        m.config_loaded("b", 11);
+        let text = m.render();
+        assert!(text.contains("tollgate_config_info{hash=\"b\"} 1"), "{text}");
+        assert!(!text.contains("hash=\"a\""), "{text}");
+        assert!(text.contains("tollgate_config_last_reload_success_timestamp_seconds 11"));
     }
 }

@@ -1,5 +1,6 @@
-//! pingora wiring: the proxy service (plain and TLS listeners), the admin service, the config
-//! watcher and the SIGTERM drain, all in one pingora `Server`.
+//! pingora wiring: the proxy service (plain and TLS listeners), the admin service, the egress
+//! listener and its token refresher, the config watcher and the SIGTERM drain, all in one
+//! pingora `Server`.
 
 use crate::admin::Admin;
 use crate::config::{self, LoadOptions, Snapshot};
@@ -28,7 +29,8 @@ pub fn run(config_path: &Path) -> Result<(), String> {
     let snap = config::load(config_path, LoadOptions::default()).map_err(|e| e.to_string())?;
     crate::logging::init(snap.server.log_format_json);
     let workers = Workers::of(&snap.server);
-    let sockets = Sockets::bind(&snap.server, &workers)?;
+    let egress_listen = snap.egress.as_ref().map(|e| e.listen);
+    let sockets = Sockets::bind(&snap.server, egress_listen, &workers)?;
     let at = sockets.addresses();
     let port = at.listen.or(at.tls).map(|a| a.port());
     // Default issuers name the port actually bound (a `:0` listener's is known only now).
@@ -50,10 +52,21 @@ pub fn run(config_path: &Path) -> Result<(), String> {
         listen,
         tls: tls_sockets,
         admin,
+        egress,
     } = sockets;
     add_proxy_workers(&mut server, &state, &workers, (listen, tls_sockets, tls), default_max);
     if let Some(admin) = admin {
         add_admin(&mut server, &state, admin);
+    }
+    if let Some(egress) = egress {
+        let conf = server.configuration.clone();
+        server.add_services(crate::egress::services(
+            &state,
+            &conf,
+            egress,
+            workers.threads,
+            default_max,
+        ));
     }
     add_background(&mut server, &state);
 
@@ -106,6 +119,7 @@ struct Sockets {
     listen: Option<Bound>,
     tls: Option<Bound>,
     admin: Option<Bound>,
+    egress: Option<Bound>,
 }
 
 /// The addresses bound, port 0 made concrete.
@@ -113,11 +127,13 @@ struct Addresses {
     listen: Option<SocketAddr>,
     tls: Option<SocketAddr>,
     admin: Option<SocketAddr>,
+    egress: Option<SocketAddr>,
 }
 
 impl Sockets {
-    /// The proxy's addresses once per worker (SO_REUSEPORT unless work stealing), the admin's once.
-    fn bind(server: &config::ServerSettings, workers: &Workers) -> Result<Sockets, String> {
+    /// The proxy's and the egress listener's addresses once per worker (SO_REUSEPORT unless work
+    /// stealing), the admin's once.
+    fn bind(server: &config::ServerSettings, egress: Option<SocketAddr>, workers: &Workers) -> Result<Sockets, String> {
         let reuseport = !workers.work_stealing;
         let bound = |key: &str, a: Option<SocketAddr>, count: usize, reuseport: bool| {
             a.map(|a| bind_address(key, a, count, reuseport)).transpose()
@@ -126,6 +142,7 @@ impl Sockets {
             listen: bound("server.listen", server.listen, workers.services, reuseport)?,
             tls: bound("server.tls_listen", server.tls_listen, workers.services, reuseport)?,
             admin: bound("server.admin_listen", server.admin_listen, 1, false)?,
+            egress: bound("egress.listen", egress, workers.services, reuseport)?,
         })
     }
 
@@ -135,6 +152,7 @@ impl Sockets {
             listen: addr(&self.listen),
             tls: addr(&self.tls),
             admin: addr(&self.admin),
+            egress: addr(&self.egress),
         }
     }
 }
@@ -290,9 +308,9 @@ impl BackgroundService for Follow {
 /// Prints the listening line, which scripts and tests read to learn the ports, and logs it.
 fn announce(at: &Addresses, state: &State) {
     let show = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_else(|| "-".into());
-    let (http, tls, admin) = (show(at.listen), show(at.tls), show(at.admin));
-    println!("tollgate listening http={http} tls={tls} admin={admin}");
-    tracing::info!(%http, %tls, %admin, config_hash = %state.config.load().hash, "tollgate starting");
+    let (http, tls, admin, egress) = (show(at.listen), show(at.tls), show(at.admin), show(at.egress));
+    println!("tollgate listening http={http} tls={tls} admin={admin} egress={egress}");
+    tracing::info!(%http, %tls, %admin, %egress, config_hash = %state.config.load().hash, "tollgate starting");
 }
 
 struct Watch {

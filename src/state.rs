@@ -73,13 +73,7 @@ impl State {
 
     fn note_config(&self) {
         let snap = self.config.load();
-        self.metrics
-            .set_only("tollgate_config_info", &[("hash", &snap.hash)], 1.0);
-        self.metrics.set(
-            "tollgate_config_last_reload_success_timestamp_seconds",
-            &[],
-            crate::http_util::now() as f64,
-        );
+        self.metrics.config_loaded(&snap.hash, crate::http_util::now());
     }
 }
 
@@ -92,12 +86,12 @@ fn shared_store(
 ) -> Result<RedisStore, String> {
     let m = metrics.clone();
     let observe = Box::new(move |op: crate::store::redis::Op, secs: Option<f64>, failed: bool| {
-        let l = [("op", op.label())];
+        let l = crate::metrics::StoreOp { op: op.label() };
         if let Some(secs) = secs {
-            m.observe("tollgate_store_operation_duration_seconds", &l, secs);
+            m.store_op_duration.get_or_create(&l).observe(secs);
         }
         if failed {
-            m.inc("tollgate_store_errors_total", &l);
+            m.store_errors.get_or_create(&l).inc();
         }
     });
     let cache = cache.clone();

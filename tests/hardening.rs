@@ -156,10 +156,7 @@ fn two_hundred_dribbling_bodies_do_not_delay_a_normal_request() {
 /// tollgate with `server.client_timeout = "500ms"`, in front of an echo upstream.
 fn start_with_client_timeout_500ms() -> (Tollgate, echo::Echo) {
     let up = echo::start();
-    let config = BASE_CONFIG.replace(
-        "default_realm = \"demo\"",
-        "default_realm = \"demo\"\nclient_timeout = \"500ms\"",
-    );
+    let config = Config::base().server("client_timeout", "500ms").render();
     (Tollgate::start(&config, up.addr), up)
 }
 
@@ -256,11 +253,10 @@ fn unknown_client_costs_what_a_wrong_secret_costs() {
     // must cost one too, or timing would tell which clients exist.
     let phc = tollgate::secret::hash_secret("hashed-secret").unwrap();
     let up = echo::start();
-    let config = BASE_CONFIG.replace("secret = \"writer-secret\"", &format!("secret = \"{phc}\""));
-    let config = config.replace(
-        "default_realm = \"demo\"",
-        "default_realm = \"demo\"\nauth_failures_per_minute = 1000",
-    );
+    let config = Config::base()
+        .client("demo", "writer", "secret", phc)
+        .server("auth_failures_per_minute", 1000)
+        .render();
     let tg = Tollgate::start(&config, up.addr);
     let time = |id: &str| {
         let mut v: Vec<Duration> = (0..7)
@@ -400,10 +396,7 @@ fn metric(tg: &Tollgate, name: &str) -> f64 {
 #[test]
 fn connections_past_max_connections_are_closed_while_the_admin_port_answers() {
     let up = echo::start();
-    let config = BASE_CONFIG.replace(
-        "default_realm = \"demo\"",
-        "default_realm = \"demo\"\nmax_connections = 3",
-    );
+    let config = Config::base().server("max_connections", 3).render();
     let tg = Tollgate::start(&config, up.addr);
     // The readiness checks' connections are gone before the count starts.
     tg.wait_for_metric("tollgate_connections_open", 0.0);

@@ -109,7 +109,7 @@ fn invalid_configs_are_rejected_and_the_old_one_keeps_serving() {
 #[test]
 fn sighup_reloads_when_watching_is_off() {
     let up = echo::start();
-    let config = BASE_CONFIG.replace("default_realm = \"demo\"", "default_realm = \"demo\"\nwatch = false");
+    let config = Config::base().server("watch", false).render();
     let tg = Tollgate::start(&config, up.addr);
     let base = std::fs::read_to_string(tg.config_path()).unwrap();
     replace(&tg.config_path(), &format!("{base}{NEW_CLIENT}"));

@@ -136,7 +136,9 @@ fn a_hashed_secret_is_accepted_and_the_old_plaintext_refused() {
     let phc = hash_secret("rotated-secret");
     assert!(phc.starts_with("$argon2id$"), "{phc}");
     let up = echo::start();
-    let config = BASE_CONFIG.replace("secret = \"password\"", &format!("secret = \"{phc}\""));
+    let config = Config::base()
+        .client("demo", "product-sa-client", "secret", phc.as_str())
+        .render();
     let tg = Tollgate::start(&config, up.addr);
     let status = |secret: &str| {
         client()
@@ -164,12 +166,12 @@ fn a_hashed_secret_is_accepted_and_the_old_plaintext_refused() {
 /// tollgate with a TLS listener on the test PKI's server certificate, beside the plain one;
 /// `server_keys` are more `[server]` lines.
 fn start_with_tls(pki: &Pki, upstream: std::net::SocketAddr, server_keys: &str) -> Tollgate {
-    let config = BASE_CONFIG.replace(
-        "\nlisten = \"127.0.0.1:0\"",
-        &format!(
-            "\nlisten = \"127.0.0.1:0\"\n{server_keys}tls_listen = \"127.0.0.1:0\"\ntls_cert = \"server.crt\"\ntls_key = \"server.key\""
-        ),
-    );
+    let config = Config::base()
+        .server_lines(server_keys)
+        .server("tls_listen", "127.0.0.1:0")
+        .server("tls_cert", "server.crt")
+        .server("tls_key", "server.key")
+        .render();
     Tollgate::start_with(
         &config,
         upstream,
@@ -253,14 +255,14 @@ fn a_tls_upstream_is_verified_against_the_configured_ca() {
     let pki = pki();
     let tls_up = echo::start_tls(&pki.cert_pem, &pki.key_pem);
     let up = echo::start();
-    let config = format!(
-        "{}\n[[routes]]\nprefix = \"/secure\"\npublic = true\nupstream = \"https://localhost:{}\"\n",
-        BASE_CONFIG.replace(
-            "default_realm = \"demo\"",
-            "default_realm = \"demo\"\nupstream_ca_file = \"ca.pem\""
-        ),
-        tls_up.addr.port()
-    );
+    let config = Config::base()
+        .server("upstream_ca_file", "ca.pem")
+        .add_route(&[
+            ("prefix", "/secure".into()),
+            ("public", true.into()),
+            ("upstream", format!("https://localhost:{}", tls_up.addr.port()).into()),
+        ])
+        .render();
     let tg = Tollgate::start_with(&config, up.addr, &[("ca.pem", pki.ca_pem.as_bytes())]);
     let r = client().get(tg.url("/secure/x")).send().unwrap();
     assert_eq!(r.status(), 200);
@@ -293,10 +295,7 @@ fn json_access_line(tg: &Tollgate, path: &str) -> Value {
 #[test]
 fn json_access_logs_carry_the_request_fields_and_no_secret() {
     let up = echo::start();
-    let config = BASE_CONFIG.replace(
-        "default_realm = \"demo\"",
-        "default_realm = \"demo\"\nlog_format = \"json\"",
-    );
+    let config = Config::base().server("log_format", "json").render();
     let tg = Tollgate::start(&config, up.addr);
     let token = tg.token("product-sa-client", "password");
     assert_eq!(
@@ -452,11 +451,11 @@ fn a_second_instance_on_the_same_port_fails_to_start_instead_of_sharing_it() {
 #[test]
 fn both_threading_models_serve_concurrent_clients() {
     let up = echo::start();
-    for (model, threads) in [("false", 2), ("false", 1), ("true", 2)] {
-        let config = BASE_CONFIG.replace(
-            "[server]\n",
-            &format!("[server]\nwork_stealing = {model}\nthreads = {threads}\n"),
-        );
+    for (model, threads) in [(false, 2), (false, 1), (true, 2)] {
+        let config = Config::base()
+            .server("work_stealing", model)
+            .server("threads", threads as i64)
+            .render();
         let tg = Tollgate::start(&config, up.addr);
         let token = tg.token("product-sa-client", "password");
         let handles: Vec<_> = (0..8)
@@ -562,4 +561,22 @@ fn a_low_open_files_limit_is_raised_to_the_hard_limit_at_start() {
     if open_files[4] != "256" {
         assert!(err.contains("raised from 256"), "{err}");
     }
+}
+
+#[test]
+fn the_config_builder_edits_land_where_they_are_named_and_a_missing_target_is_an_error() {
+    let text = Config::base()
+        .server("threads", 1)
+        .client("demo", "writer", "secret", "x")
+        .route("/public", "methods", vec!["GET"])
+        .render();
+    let t: toml::Table = text.parse().unwrap();
+    assert_eq!(t["server"]["threads"].as_integer(), Some(1));
+    assert_eq!(t["realms"]["demo"]["clients"]["writer"]["secret"].as_str(), Some("x"));
+    let routes = t["routes"].as_array().unwrap();
+    assert!(routes
+        .iter()
+        .any(|r| r["prefix"].as_str() == Some("/public") && r.get("methods").is_some()));
+    assert!(std::panic::catch_unwind(|| Config::base().route("/nope", "public", true)).is_err());
+    assert!(std::panic::catch_unwind(|| Config::base().realm("nope", "leeway", "1s")).is_err());
 }

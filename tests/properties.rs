@@ -1,10 +1,10 @@
-//! Property tests of the input parsers: the path normaliser (`guard::path`) and the form parser
+//! Property tests of the input parsers: the path normaliser (`path`) and the form parser
 //! (`issuer::form`). The fuzz targets under `fuzz/` check the same invariants on raw bytes.
 
 use proptest::prelude::*;
 use std::collections::BTreeMap;
-use tollgate::guard::path::normalise;
 use tollgate::issuer::form::{self, FormError};
+use tollgate::path::normalise;
 
 // ---------------------------------------------------------------------------------------------
 // Path normaliser
@@ -160,7 +160,7 @@ proptest! {
         let input = format!("/{s}");
         if let Ok(out) = normalise(&input) {
             check_invariants(&input, &out)?;
-            prop_assert!(out.len() <= tollgate::guard::path::MAX_PATH);
+            prop_assert!(out.len() <= tollgate::path::MAX_PATH);
         }
     }
 

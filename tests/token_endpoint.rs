@@ -294,10 +294,8 @@ fn discovery_document_names_the_endpoints() {
 fn es256_and_eddsa_realms_issue_tokens_that_verify() {
     let up = echo::start();
     for (alg, file) in [("ES256", "demo-es256.pem"), ("EdDSA", "demo-eddsa.pem")] {
-        let config = BASE_CONFIG.replace(
-            r#"{ kid = "demo-rs256", alg = "RS256", private_key = "demo-rs256.pem" }"#,
-            &format!(r#"{{ kid = "k-{alg}", alg = "{alg}", private_key = "{file}" }}"#),
-        );
+        let key = config::inline(&[("kid", &format!("k-{alg}")), ("alg", alg), ("private_key", file)]);
+        let config = Config::base().realm("demo", "signing_keys", vec![key]).render();
         let tg = Tollgate::start(&config, up.addr);
         let token = tg.token("product-sa-client", "password");
         assert_eq!(header_of(&token)["alg"], alg);

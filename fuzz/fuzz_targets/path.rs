@@ -1,9 +1,9 @@
-//! `guard::path::normalise`: never panics, and every path it accepts is safe to route on and to
+//! `path::normalise`: never panics, and every path it accepts is safe to route on and to
 //! forward (the invariants the proxy relies on), and is its own normal form.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tollgate::guard::path::normalise;
+use tollgate::path::normalise;
 
 /// At most 120 characters of `s`, for assertion messages (a failing path can be 8 KiB).
 fn short(s: &str) -> String {

@@ -15,6 +15,8 @@ pub struct FileConfig {
     /// Proxied routes. None means every non-local request is 404 (closed by default).
     #[serde(default)]
     pub routes: Vec<RouteFile>,
+    /// The egress listener and its routes. None: no egress listener.
+    pub egress: Option<super::egress::EgressFile>,
     /// State shared by several replicas. Default: none (each replica keeps its own in memory).
     pub store: Option<StoreFile>,
 }

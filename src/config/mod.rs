@@ -1,6 +1,7 @@
 //! The validated config: `load(path)` reads `proxy.toml` and every key file it names, checks
 //! everything, and builds an immutable [`Snapshot`], or returns every problem at once.
 
+pub mod egress;
 pub mod file;
 mod policy;
 mod realm;
@@ -102,6 +103,8 @@ pub struct Snapshot {
     pub files: Vec<PathBuf>,
     /// Things that load but deserve a word (plaintext secrets, undeclared client roles).
     pub warnings: Vec<String>,
+    /// `[egress]`: the app's outbound calls, with tokens attached. None: no egress listener.
+    pub egress: Option<crate::model::egress::Egress>,
 }
 
 impl Snapshot {
@@ -380,6 +383,7 @@ fn validate(f: FileConfig, c: &mut Checker, opts: LoadOptions) -> Result<Snapsho
             c.problem("routes", format!("two routes have the prefix {prefix:?}"));
         }
     }
+    let egress = egress::build(c, f.egress.as_ref(), &realms, &f.realms);
     if !c.problems.is_empty() {
         return Err(ConfigError(std::mem::take(&mut c.problems)));
     }
@@ -394,6 +398,7 @@ fn validate(f: FileConfig, c: &mut Checker, opts: LoadOptions) -> Result<Snapsho
         hash,
         files: std::mem::take(&mut c.files),
         warnings: std::mem::take(&mut c.warnings),
+        egress,
     })
 }
 

@@ -41,7 +41,6 @@ pub(super) fn name_port(realm: &mut Realm, scheme: &str, port: u16) {
 }
 
 pub(super) fn build(c: &mut Checker, name: &str, rf: &RealmFile, default_issuer: String) -> Option<Realm> {
-    let at = |k: &str| format!("realms.{name}.{k}");
     let before = c.problems.len();
     if name.is_empty() || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch)) {
         c.problem(
@@ -50,63 +49,15 @@ pub(super) fn build(c: &mut Checker, name: &str, rf: &RealmFile, default_issuer:
         );
     }
     let remote = rf.signing_keys.is_empty();
-    let issuer = match (&rf.issuer, remote) {
-        (Some(i), _) => i.clone(),
-        (None, false) => default_issuer,
-        (None, true) => {
-            c.problem(
-                at("issuer"),
-                "required for a remote realm (one without signing_keys): the exact `iss` of its tokens",
-            );
-            String::new()
-        }
-    };
-    if !(issuer.starts_with("http://") || issuer.starts_with("https://") || issuer.is_empty()) {
-        c.problem(at("issuer"), "must be an http:// or https:// URL");
-    }
-    // A remote issuer's `iss` is compared as written; a local one is normalised.
-    let issuer = if remote {
-        issuer
-    } else {
-        issuer.trim_end_matches('/').to_string()
-    };
-    let access = c.duration(
-        &at("access_token_lifespan"),
-        rf.access_token_lifespan.as_deref(),
-        Duration::from_secs(300),
-    );
-    let refresh = c.duration(
-        &at("refresh_token_lifespan"),
-        rf.refresh_token_lifespan.as_deref(),
-        Duration::from_secs(1800),
-    );
-    let leeway = match rf.leeway.as_deref() {
-        Some("0") | Some("0s") => Duration::ZERO,
-        other => c.duration(&at("leeway"), other, Duration::from_secs(30)),
-    };
-    if leeway > Duration::from_secs(600) {
-        c.problem(
-            at("leeway"),
-            "more than 10m of clock skew would keep expired tokens alive",
-        );
-    }
+    let issuer = issuer(c, name, rf, default_issuer);
+    let Lifespans {
+        access,
+        refresh,
+        leeway,
+        session_max,
+    } = lifespans(c, name, rf);
     let roles = realm_roles(c, name, rf);
-    // X-Auth-Roles joins roles with ',': a client role holding one would read as two.
-    for (client, list) in &rf.client_roles {
-        for r in list.iter().map(String::as_str).chain([client.as_str()]) {
-            if r.contains(',') {
-                c.problem(
-                    format!("realms.{name}.client_roles.{client}"),
-                    format!("{r:?}: a client or client role name may not hold ','"),
-                );
-            }
-        }
-    }
-    let session_max = c.duration(
-        &at("client_session_max_lifespan"),
-        rf.client_session_max_lifespan.as_deref(),
-        Duration::from_secs(10 * 3600),
-    );
+    client_role_names(c, name, rf);
     // Keys first, but every other problem of the realm is still collected before giving up.
     let keys = if remote {
         super::remote::keys(c, name, rf, &issuer).map(|k| (k, bytes::Bytes::new()))
@@ -161,6 +112,89 @@ pub(super) fn build(c: &mut Checker, name: &str, rf: &RealmFile, default_issuer:
         any_hashed_secret,
         client_session_max_lifespan: session_max,
     })
+}
+
+/// The realm's `iss`: as configured, else (local realms) the default; a remote realm must name it.
+fn issuer(c: &mut Checker, name: &str, rf: &RealmFile, default_issuer: String) -> String {
+    let at = |k: &str| format!("realms.{name}.{k}");
+    let remote = rf.signing_keys.is_empty();
+    let issuer = match (&rf.issuer, remote) {
+        (Some(i), _) => i.clone(),
+        (None, false) => default_issuer,
+        (None, true) => {
+            c.problem(
+                at("issuer"),
+                "required for a remote realm (one without signing_keys): the exact `iss` of its tokens",
+            );
+            String::new()
+        }
+    };
+    if !(issuer.starts_with("http://") || issuer.starts_with("https://") || issuer.is_empty()) {
+        c.problem(at("issuer"), "must be an http:// or https:// URL");
+    }
+    // A remote issuer's `iss` is compared as written; a local one is normalised.
+    if remote {
+        issuer
+    } else {
+        issuer.trim_end_matches('/').to_string()
+    }
+}
+
+struct Lifespans {
+    access: Duration,
+    refresh: Duration,
+    leeway: Duration,
+    session_max: Duration,
+}
+
+/// Token lifespans, the clock-skew leeway and the refresh chain's maximum.
+fn lifespans(c: &mut Checker, name: &str, rf: &RealmFile) -> Lifespans {
+    let at = |k: &str| format!("realms.{name}.{k}");
+    let access = c.duration(
+        &at("access_token_lifespan"),
+        rf.access_token_lifespan.as_deref(),
+        Duration::from_secs(300),
+    );
+    let refresh = c.duration(
+        &at("refresh_token_lifespan"),
+        rf.refresh_token_lifespan.as_deref(),
+        Duration::from_secs(1800),
+    );
+    let leeway = match rf.leeway.as_deref() {
+        Some("0") | Some("0s") => Duration::ZERO,
+        other => c.duration(&at("leeway"), other, Duration::from_secs(30)),
+    };
+    if leeway > Duration::from_secs(600) {
+        c.problem(
+            at("leeway"),
+            "more than 10m of clock skew would keep expired tokens alive",
+        );
+    }
+    let session_max = c.duration(
+        &at("client_session_max_lifespan"),
+        rf.client_session_max_lifespan.as_deref(),
+        Duration::from_secs(10 * 3600),
+    );
+    Lifespans {
+        access,
+        refresh,
+        leeway,
+        session_max,
+    }
+}
+
+/// Client and client role names, which `X-Auth-Roles` joins with ','.
+fn client_role_names(c: &mut Checker, name: &str, rf: &RealmFile) {
+    for (client, list) in &rf.client_roles {
+        for r in list.iter().map(String::as_str).chain([client.as_str()]) {
+            if r.contains(',') {
+                c.problem(
+                    format!("realms.{name}.client_roles.{client}"),
+                    format!("{r:?}: a client or client role name may not hold ','"),
+                );
+            }
+        }
+    }
 }
 
 fn realm_roles(c: &mut Checker, name: &str, rf: &RealmFile) -> HashSet<String> {
@@ -238,41 +272,8 @@ fn build_client(
     if id.is_empty() || id.contains(':') || id.chars().any(|ch| ch.is_control()) {
         c.problem(key, "a client id may not be empty or hold ':' or control characters");
     }
-    let secret = match cf.secret.as_deref().map(ClientSecret::parse) {
-        None => None,
-        Some(Ok(s)) => {
-            if !s.is_hashed() {
-                c.warnings.push(format!(
-                    "{key}.secret is plaintext; store `tollgate hash-secret` output instead"
-                ));
-            }
-            Some(s)
-        }
-        Some(Err(reason)) => {
-            c.problem(format!("{key}.secret"), reason);
-            None
-        }
-    };
-    let jwks = match &cf.jwks {
-        None => None,
-        Some(p) => match c.read_file(&format!("{key}.jwks"), p) {
-            None => None,
-            Some((full, bytes)) => match serde_json::from_slice::<JwkSet>(&bytes) {
-                Ok(set) if !set.keys.is_empty() => Some(ClientKeys { set }),
-                Ok(_) => {
-                    c.problem(format!("{key}.jwks"), format!("{}: holds no keys", full.display()));
-                    None
-                }
-                Err(e) => {
-                    c.problem(
-                        format!("{key}.jwks"),
-                        format!("{}: not a JWKS document: {e}", full.display()),
-                    );
-                    None
-                }
-            },
-        },
-    };
+    let secret = client_secret(c, key, cf);
+    let jwks = client_keys(c, key, cf);
     if cf.secret.is_none() && cf.jwks.is_none() {
         c.problem(key, "needs a `secret` or a `jwks` file to authenticate with");
     }
@@ -288,39 +289,12 @@ fn build_client(
     check_roles(c, "service_account_roles", &cf.service_account_roles);
     check_roles(c, "scope_roles", &cf.scope_roles);
 
-    // Keycloak's rule: a client without full scope gets only the roles in its scope mappings.
-    let full_scope = cf.full_scope_allowed.unwrap_or(true);
-    let granted: BTreeSet<&String> = cf
-        .service_account_roles
-        .iter()
-        .filter(|r| full_scope || cf.scope_roles.contains(r))
-        .collect();
-    let mut realm_roles = Vec::new();
-    let mut resource_access: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for r in granted {
-        match r.split_once(':') {
-            None => realm_roles.push(r.clone()),
-            Some((client, role)) => resource_access
-                .entry(client.to_string())
-                .or_default()
-                .push(role.to_string()),
-        }
-    }
+    let (realm_roles, resource_access) = granted_roles(cf);
     let default_scopes = cf
         .default_scopes
         .clone()
         .unwrap_or_else(|| vec!["profile".into(), "email".into()]);
-    for s in default_scopes.iter().chain(&cf.optional_scopes) {
-        if s.is_empty()
-            || s.chars()
-                .any(|ch| ch == ' ' || ch == '"' || ch == '\\' || !(' '..='~').contains(&ch))
-        {
-            c.problem(
-                format!("{key}.default_scopes"),
-                format!("{s:?} is not a valid scope token (RFC 6749 §3.3)"),
-            );
-        }
-    }
+    check_scopes(c, key, default_scopes.iter().chain(&cf.optional_scopes));
     let audience = match &cf.audience {
         // An empty list: tokens without `aud`, as Keycloak issues them to a client that has none.
         Some(list) => list.clone(),
@@ -344,6 +318,87 @@ fn build_client(
         optional_scopes: cf.optional_scopes.clone(),
         audience,
     })
+}
+
+/// The client's secret, plaintext (with a warning) or an argon2 PHC string.
+fn client_secret(c: &mut Checker, key: &str, cf: &ClientFile) -> Option<ClientSecret> {
+    match cf.secret.as_deref().map(ClientSecret::parse) {
+        None => None,
+        Some(Ok(s)) => {
+            if !s.is_hashed() {
+                c.warnings.push(format!(
+                    "{key}.secret is plaintext; store `tollgate hash-secret` output instead"
+                ));
+            }
+            Some(s)
+        }
+        Some(Err(reason)) => {
+            c.problem(format!("{key}.secret"), reason);
+            None
+        }
+    }
+}
+
+/// The public keys a client signs its assertions with (`jwks`), read and parsed.
+fn client_keys(c: &mut Checker, key: &str, cf: &ClientFile) -> Option<ClientKeys> {
+    match &cf.jwks {
+        None => None,
+        Some(p) => match c.read_file(&format!("{key}.jwks"), p) {
+            None => None,
+            Some((full, bytes)) => match serde_json::from_slice::<JwkSet>(&bytes) {
+                Ok(set) if !set.keys.is_empty() => Some(ClientKeys { set }),
+                Ok(_) => {
+                    c.problem(format!("{key}.jwks"), format!("{}: holds no keys", full.display()));
+                    None
+                }
+                Err(e) => {
+                    c.problem(
+                        format!("{key}.jwks"),
+                        format!("{}: not a JWKS document: {e}", full.display()),
+                    );
+                    None
+                }
+            },
+        },
+    }
+}
+
+/// The realm roles and client roles its tokens carry.
+fn granted_roles(cf: &ClientFile) -> (Vec<String>, BTreeMap<String, Vec<String>>) {
+    // Keycloak's rule: a client without full scope gets only the roles in its scope mappings.
+    let full_scope = cf.full_scope_allowed.unwrap_or(true);
+    let granted: BTreeSet<&String> = cf
+        .service_account_roles
+        .iter()
+        .filter(|r| full_scope || cf.scope_roles.contains(r))
+        .collect();
+    let mut realm_roles = Vec::new();
+    let mut resource_access: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in granted {
+        match r.split_once(':') {
+            None => realm_roles.push(r.clone()),
+            Some((client, role)) => resource_access
+                .entry(client.to_string())
+                .or_default()
+                .push(role.to_string()),
+        }
+    }
+    (realm_roles, resource_access)
+}
+
+/// Every scope must be a scope token (RFC 6749 §3.3).
+fn check_scopes<'s>(c: &mut Checker, key: &str, scopes: impl Iterator<Item = &'s String>) {
+    for s in scopes {
+        if s.is_empty()
+            || s.chars()
+                .any(|ch| ch == ' ' || ch == '"' || ch == '\\' || !(' '..='~').contains(&ch))
+        {
+            c.problem(
+                format!("{key}.default_scopes"),
+                format!("{s:?} is not a valid scope token (RFC 6749 §3.3)"),
+            );
+        }
+    }
 }
 
 /// A UUID-shaped identifier derived from `parts` (version 8, RFC 9562 §5.8).

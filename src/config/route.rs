@@ -14,12 +14,60 @@ pub(super) fn build(
     default_realm: Option<&str>,
 ) -> Option<Route> {
     let before = c.problems.len();
+    let prefix = prefix(c, key, rf);
+    let methods = methods(c, key, rf);
+    let realms = realms(c, key, rf, f, default_realm);
+    check_roles(c, key, rf, &realms, f);
+    if rf.public && (!rf.roles.is_empty() || !rf.any_roles.is_empty() || rf.audience.is_some()) {
+        c.problem(key, "a public route cannot also require roles or an audience");
+    }
+    let upstream = match parse_upstream(&rf.upstream).and_then(resolve) {
+        Ok(u) => Some(u),
+        Err(reason) => {
+            c.problem(format!("{key}.upstream"), reason);
+            None
+        }
+    };
+    let connect_timeout = c.duration(
+        &format!("{key}.connect_timeout"),
+        rf.connect_timeout.as_deref(),
+        Duration::from_secs(2),
+    );
+    let read_timeout = c.duration(
+        &format!("{key}.read_timeout"),
+        rf.read_timeout.as_deref(),
+        Duration::from_secs(30),
+    );
+    let policy = super::policy::build(c, key, rf);
+    if c.problems.len() > before {
+        return None;
+    }
+    let upstream = upstream?;
+    Some(Route {
+        prefix: prefix.into(),
+        methods,
+        realm: realms.first().cloned().unwrap_or_default(),
+        realms,
+        roles: rf.roles.clone(),
+        any_roles: rf.any_roles.clone(),
+        audience: rf.audience.clone(),
+        public: rf.public,
+        upstream,
+        forward_token: rf.forward_token.unwrap_or(true),
+        connect_timeout,
+        read_timeout,
+        policy,
+    })
+}
+
+/// The route's prefix, which must already be a normalised absolute path.
+fn prefix(c: &mut Checker, key: &str, rf: &RouteFile) -> String {
     let trimmed = if rf.prefix.len() > 1 {
         rf.prefix.trim_end_matches('/')
     } else {
         rf.prefix.as_str()
     };
-    let prefix = match crate::guard::path::normalise(trimmed) {
+    match crate::path::normalise(trimmed) {
         Ok(p) if trimmed.starts_with('/') && p == trimmed => p,
         _ => {
             c.problem(
@@ -31,8 +79,11 @@ pub(super) fn build(
             );
             String::new()
         }
-    };
-    let methods = rf.methods.as_ref().map(|list| {
+    }
+}
+
+fn methods(c: &mut Checker, key: &str, rf: &RouteFile) -> Option<Vec<http::Method>> {
+    rf.methods.as_ref().map(|list| {
         list.iter()
             .filter_map(|m| match http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
                 Ok(m) => Some(m),
@@ -42,7 +93,11 @@ pub(super) fn build(
                 }
             })
             .collect::<Vec<_>>()
-    });
+    })
+}
+
+/// The realms whose tokens the route takes: `realm`, `realms` or the default realm.
+fn realms(c: &mut Checker, key: &str, rf: &RouteFile, f: &FileConfig, default_realm: Option<&str>) -> Vec<String> {
     let realms: Vec<String> = match (&rf.realm, &rf.realms) {
         (Some(_), Some(_)) => {
             c.problem(format!("{key}.realms"), "set `realm` or `realms`, not both");
@@ -73,47 +128,7 @@ pub(super) fn build(
             c.problem(format!("{key}.{field}"), format!("no realm named {realm:?}"));
         }
     }
-    check_roles(c, key, rf, &realms, f);
-    if rf.public && (!rf.roles.is_empty() || !rf.any_roles.is_empty() || rf.audience.is_some()) {
-        c.problem(key, "a public route cannot also require roles or an audience");
-    }
-    let upstream = match parse_upstream(&rf.upstream).and_then(resolve) {
-        Ok(u) => Some(u),
-        Err(reason) => {
-            c.problem(format!("{key}.upstream"), reason);
-            None
-        }
-    };
-    let connect_timeout = c.duration(
-        &format!("{key}.connect_timeout"),
-        rf.connect_timeout.as_deref(),
-        Duration::from_secs(2),
-    );
-    let read_timeout = c.duration(
-        &format!("{key}.read_timeout"),
-        rf.read_timeout.as_deref(),
-        Duration::from_secs(30),
-    );
-    let policy = super::policy::build(c, key, rf);
-    if c.problems.len() > before {
-        return None;
-    }
-    let upstream = upstream?;
-    Some(Route {
-        prefix,
-        methods,
-        realm: realms.first().cloned().unwrap_or_default(),
-        realms,
-        roles: rf.roles.clone(),
-        any_roles: rf.any_roles.clone(),
-        audience: rf.audience.clone(),
-        public: rf.public,
-        upstream,
-        forward_token: rf.forward_token.unwrap_or(true),
-        connect_timeout,
-        read_timeout,
-        policy,
-    })
+    realms
 }
 
 /// The route's roles checked against those its realms declare: each must be a role of at least

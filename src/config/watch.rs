@@ -35,10 +35,17 @@ pub fn reload(state: &State) -> Reloaded {
             for w in &snap.warnings {
                 tracing::warn!("{w}");
             }
-            let old = &state.config.load().server;
-            if (old.listen, old.tls_listen, old.admin_listen)
-                != (snap.server.listen, snap.server.tls_listen, snap.server.admin_listen)
-            {
+            let old = state.config.load();
+            let addresses = |s: &config::Snapshot| {
+                let v = &s.server;
+                (
+                    v.listen,
+                    v.tls_listen,
+                    v.admin_listen,
+                    s.egress.as_ref().map(|e| e.listen),
+                )
+            };
+            if addresses(&old) != addresses(&snap) {
                 tracing::warn!("listener addresses changed in the config; they take effect only at the next start");
             }
             if state.config.load().store != snap.store {
@@ -46,12 +53,12 @@ pub fn reload(state: &State) -> Reloaded {
             }
             let hash = snap.hash.clone();
             state.install(snap);
-            state.metrics.inc("tollgate_config_reloads_total", &[]);
+            state.metrics.config_reloads.inc();
             tracing::info!(config_hash = %hash, "config reloaded");
             Reloaded::Applied
         }
         Err(e) => {
-            state.metrics.inc("tollgate_config_reload_failures_total", &[]);
+            state.metrics.config_reload_failures.inc();
             for p in &e.0 {
                 tracing::error!(problem = %p, "config reload rejected; the previous config keeps serving");
             }

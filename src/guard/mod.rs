@@ -3,13 +3,13 @@
 pub mod bearer;
 pub mod cache;
 pub mod cors;
-pub mod path;
 pub mod policy;
 pub mod ratelimit;
 
 use crate::config::Snapshot;
 use crate::http_util::{quote, Reply};
 use crate::model::{Keys, Realm, Route};
+use crate::outcome::Reason;
 use crate::store::Store;
 use crate::token::{self, Expect, Identity, KeySet, TokenError};
 use cache::TokenCache;
@@ -54,19 +54,18 @@ pub enum Denied {
 }
 
 impl Denied {
-    /// A short label for logs and metrics.
-    pub fn reason(&self) -> &'static str {
+    /// The label of logs and metrics.
+    pub fn reason(&self) -> Reason {
         match self {
-            Denied::BadPath(_) => "bad_path",
-            Denied::NoRoute => "no_route",
-            Denied::MethodNotAllowed(_) => "method_not_allowed",
-            Denied::NoToken { .. } => "no_token",
-            Denied::InvalidToken { .. } => "invalid_token",
-            Denied::InsufficientScope { .. } => "insufficient_scope",
-            Denied::Unavailable { .. } => "keys_unavailable",
-            Denied::MissingScope { .. } => "insufficient_scope",
-            Denied::ClaimMismatch { .. } => "claim",
-            Denied::RateLimited { .. } => "rate_limited",
+            Denied::BadPath(_) => Reason::BadPath,
+            Denied::NoRoute => Reason::NoRoute,
+            Denied::MethodNotAllowed(_) => Reason::MethodNotAllowed,
+            Denied::NoToken { .. } => Reason::NoToken,
+            Denied::InvalidToken { .. } => Reason::InvalidToken,
+            Denied::InsufficientScope { .. } | Denied::MissingScope { .. } => Reason::InsufficientScope,
+            Denied::Unavailable { .. } => Reason::KeysUnavailable,
+            Denied::ClaimMismatch { .. } => Reason::Claim,
+            Denied::RateLimited { .. } => Reason::RateLimited,
         }
     }
 
@@ -150,6 +149,17 @@ pub struct Refused {
     /// Set when the token names a `kid` its remote realm lacks and a refetch of the realm's
     /// keys is under way: the caller may wait for it (briefly) and decide again.
     pub refetch: Option<tokio::sync::watch::Receiver<u64>>,
+}
+
+impl From<Denied> for Refused {
+    /// A refusal before any route was matched.
+    fn from(denied: Denied) -> Refused {
+        Refused {
+            route: None,
+            denied,
+            refetch: None,
+        }
+    }
 }
 
 /// What the guard reads besides the snapshot: the verified-token cache, the revocations and

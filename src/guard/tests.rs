@@ -135,7 +135,7 @@ fn routes_methods_and_public_paths() {
     );
     let public = decide(&f, "/public/x", None).unwrap();
     assert!(public.identity.is_none());
-    assert_eq!(public.route.prefix, "/public");
+    assert_eq!(&*public.route.prefix, "/public");
 }
 
 #[test]

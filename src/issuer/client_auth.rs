@@ -66,9 +66,10 @@ pub async fn authenticate<'r>(
     {
         Ok(checked) => checked,
         Err(Refusal::Throttled { retry_after }) => {
-            state
-                .metrics
-                .inc("tollgate_auth_throttled_total", &[("realm", &realm.name)]);
+            let labels = crate::metrics::RealmLabel {
+                realm: realm.name.clone(),
+            };
+            state.metrics.auth_throttled.get_or_create(&labels).inc();
             return Err(OAuthError::TooManyAttempts { retry_after });
         }
         Err(Refusal::Unavailable) => return Err(unavailable("failed authentications cannot be counted now")),
@@ -76,7 +77,7 @@ pub async fn authenticate<'r>(
     let result = match p.method {
         Method::Basic | Method::Post => {
             let presented = p.secret.as_deref().unwrap_or("").as_bytes();
-            secret_check::check(snap, realm, &p.client_id, presented).await
+            secret_check::check(&state.metrics, snap, realm, &p.client_id, presented).await
         }
         Method::Jwt => match check_assertion(realm, &p.client_id, form, req.now) {
             Ok((client, replay)) => use_once(state, client, &replay, req.now).await,
@@ -281,3 +282,6 @@ fn jwk_allows(k: &jsonwebtoken::jwk::Jwk, alg: Algorithm) -> bool {
             | (P::OctetKeyPair(_), Algorithm::EdDSA)
     )
 }
+
+#[cfg(test)]
+mod tests;

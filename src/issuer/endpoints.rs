@@ -37,10 +37,12 @@ pub async fn token(state: &State, snap: &Snapshot, realm: &Realm, req: &Request<
         "client_credentials" => grant::client_credentials(realm, client, &form, req.peer, req.now)?,
         _ => grant::refresh_token(state, realm, client, &form, req.peer, req.now)?,
     };
-    state.metrics.inc(
-        "tollgate_tokens_issued_total",
-        &[("realm", &realm.name), ("client", &client.id), ("grant", grant_type)],
-    );
+    let labels = crate::metrics::Issued {
+        realm: realm.name.clone(),
+        client: client.id.clone(),
+        grant: grant_type.to_string(),
+    };
+    state.metrics.tokens_issued.get_or_create(&labels).inc();
     Ok(Reply::json(200, body).no_store())
 }
 

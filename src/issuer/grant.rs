@@ -286,4 +286,28 @@ mod tests {
             assert_eq!(v["scope"], "profile \"x\"");
         }
     }
+
+    #[test]
+    fn an_empty_audience_means_tokens_without_aud() {
+        use base64::Engine;
+        let dir = tempfile::tempdir().unwrap();
+        let key = concat!(env!("CARGO_MANIFEST_DIR"), "/certs/demo-rs256.pem");
+        std::fs::copy(key, dir.path().join("k.pem")).unwrap();
+        let text = "[server]\nlisten = \"127.0.0.1:0\"\n[realms.demo]\nroles = [\"reader\"]\n\
+                    signing_keys = [{ kid = \"k1\", alg = \"RS256\", private_key = \"k.pem\" }]\n\
+                    [realms.demo.clients.c]\nsecret = \"s\"\nservice_account_roles = [\"reader\"]\naudience = []\n";
+        let snap = crate::config::load_str(&dir.path().join("proxy.toml"), text).unwrap();
+        let realm = snap.realm("demo").unwrap();
+        let body = super::issue(realm, &realm.clients["c"], "profile", "127.0.0.1", 1, None).unwrap();
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let payload = body["access_token"].as_str().unwrap().split('.').nth(1).unwrap();
+        let claims: serde_json::Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(claims.get("aud").is_none(), "{claims}");
+        assert_eq!(claims["azp"], "c");
+    }
 }

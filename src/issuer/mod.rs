@@ -19,7 +19,7 @@ use http::Method;
 use oauth_error::OAuthError;
 use pingora::proxy::Session;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Endpoint {
     Token,
     Certs,
@@ -92,14 +92,12 @@ pub async fn serve(
     if let Err(e) = &result {
         if local.endpoint.is_post() {
             let realm = local.realm.or(snap.default_realm.as_deref()).unwrap_or("");
-            state.metrics.inc(
-                "tollgate_token_errors_total",
-                &[
-                    ("realm", realm),
-                    ("endpoint", local.endpoint.label()),
-                    ("error", e.code()),
-                ],
-            );
+            let labels = crate::metrics::TokenErrorLabel {
+                realm: realm.to_string(),
+                endpoint: local.endpoint.label(),
+                error: e.code(),
+            };
+            state.metrics.token_errors.get_or_create(&labels).inc();
         }
     }
     result

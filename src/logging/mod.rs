@@ -6,7 +6,8 @@
 //! shared stderr lock makes the workers wait on each other (docs/performance-decisions.md).
 //! Every other event (start-up, reloads, warnings) is written at once.
 //!
-//! Outside a terminal, access lines are rendered by the `access` module, not by tracing.
+//! Access lines have their own schema and renderer (the `access` module); tracing only decides
+//! whether they are logged (`RUST_LOG`).
 
 mod access;
 
@@ -16,8 +17,6 @@ use std::io::{self, IsTerminal, Write};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
-use tracing::Metadata;
-use tracing_subscriber::fmt::writer::{EitherWriter, MakeWriter};
 use tracing_subscriber::EnvFilter;
 
 /// The tracing target of the per-request access line.
@@ -32,9 +31,8 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// How long an access line may wait in memory.
 const FLUSH_EVERY: Duration = Duration::from_millis(50);
 
-/// How access lines are rendered: by tracing (the subscriber colours them), or here.
-static ACCESS_FORM: AtomicU8 = AtomicU8::new(BY_TRACING);
-const BY_TRACING: u8 = 0;
+/// How access lines are rendered: logfmt text or JSON, as the other events are.
+static ACCESS_FORM: AtomicU8 = AtomicU8::new(TEXT);
 const TEXT: u8 = 1;
 const JSON: u8 = 2;
 
@@ -44,7 +42,7 @@ pub fn init(json: bool) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(Writers);
+        .with_writer(io::stderr);
     // A second init (tests, or `check` after a failed start) is harmless: keep the first.
     let installed = if json {
         builder.json().flatten_event(true).try_init()
@@ -52,12 +50,7 @@ pub fn init(json: bool) {
         builder.try_init()
     };
     if installed.is_ok() {
-        let form = match (json, ansi) {
-            (true, _) => JSON,
-            (false, false) => TEXT,
-            (false, true) => BY_TRACING,
-        };
-        ACCESS_FORM.store(form, Ordering::Relaxed);
+        ACCESS_FORM.store(if json { JSON } else { TEXT }, Ordering::Relaxed);
         let _ = std::thread::Builder::new().name("access-log".into()).spawn(|| loop {
             std::thread::sleep(FLUSH_EVERY);
             flush();
@@ -85,39 +78,6 @@ fn write_out(batch: &[u8]) {
     }
 }
 
-/// Chooses the writer per event: batched for access lines, stderr for everything else.
-struct Writers;
-
-impl<'a> MakeWriter<'a> for Writers {
-    type Writer = EitherWriter<AccessWriter, io::Stderr>;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        EitherWriter::B(io::stderr())
-    }
-
-    fn make_writer_for(&'a self, meta: &Metadata<'_>) -> Self::Writer {
-        if meta.target() == ACCESS_TARGET {
-            EitherWriter::A(AccessWriter)
-        } else {
-            EitherWriter::B(io::stderr())
-        }
-    }
-}
-
-/// Appends to the pending batch; tracing hands it one whole formatted line per event.
-struct AccessWriter;
-
-impl Write for AccessWriter {
-    fn write(&mut self, line: &[u8]) -> io::Result<usize> {
-        append(line);
-        Ok(line.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Adds `line` to the pending batch, and writes the batch out if that filled it.
 fn append(line: &[u8]) {
     let full = {
@@ -136,8 +96,7 @@ mod tests {
 
     #[test]
     fn access_lines_wait_for_a_flush() {
-        let mut a = AccessWriter;
-        a.write_all(b"line one\n").unwrap();
+        append(b"line one\n");
         assert!(PENDING.lock().unwrap().ends_with(b"line one\n"));
         flush();
         assert!(PENDING.lock().unwrap().is_empty());

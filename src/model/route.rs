@@ -17,7 +17,7 @@ pub struct Upstream {
 #[derive(Debug)]
 pub struct Route {
     /// Normalised: starts with '/', no trailing '/' (except the root route "/").
-    pub prefix: String,
+    pub prefix: Arc<str>,
     /// None: every method.
     pub methods: Option<Vec<http::Method>>,
     /// The realm named in `WWW-Authenticate`: the first of `realms`.

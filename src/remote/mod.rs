@@ -5,6 +5,7 @@
 pub mod fetch;
 
 use crate::config::Snapshot;
+use crate::metrics::FetchResult;
 use crate::model::{Keys, RemoteSettings};
 use crate::state::State;
 use crate::token::live::LiveKeys;
@@ -124,11 +125,13 @@ pub fn readiness(snap: &Snapshot, now: u64) -> serde_json::Value {
 pub fn record_ages(snap: &Snapshot, metrics: &crate::metrics::Metrics, now: u64) {
     for realm in snap.realms.values() {
         if let Some(fetched) = realm.live().and_then(|l| l.peek()) {
-            metrics.set(
-                "tollgate_jwks_age_seconds",
-                &[("realm", &realm.name)],
-                now.saturating_sub(fetched.at) as f64,
-            );
+            let labels = crate::metrics::RealmLabel {
+                realm: realm.name.clone(),
+            };
+            metrics
+                .jwks_age
+                .get_or_create(&labels)
+                .set(now.saturating_sub(fetched.at) as f64);
         }
     }
 }
@@ -168,9 +171,7 @@ async fn engine(settings: Arc<RemoteSettings>, live: Arc<LiveKeys>, state: Arc<S
                     discovered = Some(got.jwks_uri);
                 }
                 live.publish(got.parsed.keys, now);
-                state
-                    .metrics
-                    .inc("tollgate_jwks_fetches_total", &[("realm", realm), ("result", "ok")]);
+                fetched(&state.metrics, realm, FetchResult::ok);
                 refresh_after(&settings, got.max_age)
             }
             Err(e) => {
@@ -185,9 +186,7 @@ async fn engine(settings: Arc<RemoteSettings>, live: Arc<LiveKeys>, state: Arc<S
                     );
                 }
                 live.failed(now, e.0);
-                state
-                    .metrics
-                    .inc("tollgate_jwks_fetches_total", &[("realm", realm), ("result", "error")]);
+                fetched(&state.metrics, realm, FetchResult::error);
                 backoff(failures, &settings)
             }
         };
@@ -226,6 +225,15 @@ fn backoff(failures: u32, settings: &RemoteSettings) -> Duration {
     let d = base.min(cap).as_secs_f64();
     let jitter = 0.75 + rand::random::<f64>() * 0.5;
     Duration::from_secs_f64(d * jitter)
+}
+
+/// Counts one fetch of `realm`'s keys.
+fn fetched(metrics: &crate::metrics::Metrics, realm: &str, result: FetchResult) {
+    let labels = crate::metrics::FetchLabel {
+        realm: realm.to_string(),
+        result,
+    };
+    metrics.jwks_fetches.get_or_create(&labels).inc();
 }
 
 #[cfg(test)]

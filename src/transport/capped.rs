@@ -46,7 +46,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> Capped<A> {
             .unwrap_or(self.default_max);
         let slot = self.state.counters.connect(max);
         if slot.is_none() {
-            self.state.metrics.inc("tollgate_connections_refused_total", &[]);
+            self.state.metrics.connections_refused.inc();
             warn_limit_reached(max);
         }
         slot

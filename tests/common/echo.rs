@@ -1,5 +1,6 @@
 //! A real HTTP/1.1 upstream for tests: answers every request with JSON describing what it got
-//! (method, path with query, headers, body length). `/slow...` waits 2 s before answering.
+//! (method, path with query, headers, body length, and the Unix time its head was read, as
+//! `received_at`). `/slow...` waits 2 s before answering.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -89,6 +90,9 @@ async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(sock: S)
         let mut parts = line.split_whitespace();
         let method = parts.next().unwrap_or("").to_string();
         let target = parts.next().unwrap_or("").to_string();
+        let received_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
         let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut names: Vec<String> = Vec::new();
         loop {
@@ -148,7 +152,7 @@ async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(sock: S)
             tokio::time::sleep(std::time::Duration::from_secs(2)).await;
         }
         let body =
-            serde_json::json!({"method": method, "path": target, "headers": headers, "names": names, "body_len": body_len}).to_string();
+            serde_json::json!({"method": method, "path": target, "headers": headers, "names": names, "body_len": body_len, "received_at": received_at}).to_string();
         let resp = format!(
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{}",
             body.len(),

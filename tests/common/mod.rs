@@ -2,8 +2,12 @@
 //! upstream that answers with what it received.
 #![allow(dead_code)]
 
+pub mod config;
+#[allow(unused_imports)]
+pub use config::Config;
 pub mod cut;
 pub mod echo;
+pub mod egress;
 pub mod jwks;
 pub mod lax;
 pub mod redis;
@@ -116,6 +120,8 @@ pub struct Tollgate {
     pub http: SocketAddr,
     pub tls: Option<SocketAddr>,
     pub admin: SocketAddr,
+    /// The egress listener, when the config has `[egress]`.
+    pub egress: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
     pub stderr: Arc<Mutex<String>>,
 }
@@ -206,14 +212,16 @@ impl Tollgate {
                 .unwrap();
             v.parse().unwrap()
         };
-        let tls = line
-            .split_whitespace()
-            .find_map(|f| f.strip_prefix("tls="))
-            .and_then(|v| v.parse().ok());
+        let optional = |name: &str| -> Option<SocketAddr> {
+            line.split_whitespace()
+                .find_map(|f| f.strip_prefix(&format!("{name}=")))
+                .and_then(|v| v.parse().ok())
+        };
         let tg = Tollgate {
             http: field("http"),
-            tls,
+            tls: optional("tls"),
             admin: field("admin"),
+            egress: optional("egress"),
             child,
             dir,
             stderr,
