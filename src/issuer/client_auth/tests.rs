@@ -193,6 +193,6 @@ fn only_a_failed_hmac_assertion_is_a_guess() {
         no_guess
     );
     let good = f.assertion("jwt", es_header, &es_key);
+    // A replay is refused by the store after the signature check (tests/shared_store.rs).
     assert_eq!(f.check("jwt", &good), Ok("jwt".into()));
-    assert_eq!(f.check("jwt", &good), no_guess, "a replay");
 }
