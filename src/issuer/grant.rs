@@ -11,30 +11,7 @@ use serde::Serialize;
 /// The scope a token gets: the client's default scopes, plus each optional scope asked for.
 /// Anything asked for that is neither is `invalid_scope`.
 pub fn resolve_scope(client: &Client, requested: Option<&str>) -> Result<String, OAuthError> {
-    let mut scopes: Vec<&str> = Vec::new();
-    for s in requested.unwrap_or("").split(' ').filter(|s| !s.is_empty()) {
-        let known = s == "openid"
-            || client.default_scopes.iter().any(|d| d == s)
-            || client.optional_scopes.iter().any(|o| o == s);
-        if !known {
-            return Err(OAuthError::InvalidScope(s.to_string()));
-        }
-        if !scopes.contains(&s) {
-            scopes.push(s);
-        }
-    }
-    let mut out: Vec<&str> = Vec::new();
-    if scopes.contains(&"openid") {
-        out.push("openid");
-    }
-    out.extend(client.default_scopes.iter().map(String::as_str));
-    out.extend(
-        scopes
-            .iter()
-            .copied()
-            .filter(|s| *s != "openid" && !client.default_scopes.iter().any(|d| d == s)),
-    );
-    Ok(out.join(" "))
+    client.scope_for(requested).map_err(OAuthError::InvalidScope)
 }
 
 /// The grant chain a token is issued in: its `sid`, and when its original grant was made.

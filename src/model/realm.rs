@@ -124,6 +124,38 @@ pub struct Client {
     pub audience: Vec<String>,
 }
 
+impl Client {
+    /// The `scope` of a token for this client when `requested` is asked (Keycloak's rule: the
+    /// default scopes, then the optional ones asked for); `Err` names a scope it may not have.
+    pub fn scope_for(&self, requested: Option<&str>) -> Result<String, String> {
+        let client = self;
+        let mut scopes: Vec<&str> = Vec::new();
+        for s in requested.unwrap_or("").split(' ').filter(|s| !s.is_empty()) {
+            let known = s == "openid"
+                || client.default_scopes.iter().any(|d| d == s)
+                || client.optional_scopes.iter().any(|o| o == s);
+            if !known {
+                return Err(s.to_string());
+            }
+            if !scopes.contains(&s) {
+                scopes.push(s);
+            }
+        }
+        let mut out: Vec<&str> = Vec::new();
+        if scopes.contains(&"openid") {
+            out.push("openid");
+        }
+        out.extend(client.default_scopes.iter().map(String::as_str));
+        out.extend(
+            scopes
+                .iter()
+                .copied()
+                .filter(|s| *s != "openid" && !client.default_scopes.iter().any(|d| d == s)),
+        );
+        Ok(out.join(" "))
+    }
+}
+
 /// A client's public keys for private_key_jwt.
 #[derive(Debug)]
 pub struct ClientKeys {

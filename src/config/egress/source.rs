@@ -99,15 +99,10 @@ fn local(
         );
         return None;
     }
-    let scope = match crate::issuer::grant::resolve_scope(client, rf.scope.as_deref()) {
+    let scope = match client.scope_for(rf.scope.as_deref()) {
         Ok(s) => s,
-        Err(e) => {
-            let why = match e {
-                crate::issuer::oauth_error::OAuthError::InvalidScope(s) => {
-                    format!("{s:?} is not a default or optional scope of client {client_name:?}")
-                }
-                other => other.code().to_string(),
-            };
+        Err(s) => {
+            let why = format!("{s:?} is not a default or optional scope of client {client_name:?}");
             c.problem(format!("{key}.scope"), why);
             return None;
         }
