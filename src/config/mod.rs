@@ -7,18 +7,19 @@ mod policy;
 mod realm;
 pub mod remote;
 mod route;
+mod server;
 mod store;
 pub mod watch;
 
 pub use crate::model::{Client, ClientKeys, Realm};
 pub use realm::{format_uuid as realm_uuid, stable_uuid};
+pub use server::{ServerSettings, DEFAULT_MAX_CONNECTIONS};
 pub use store::StoreSettings;
 
 use crate::model::RouteTable;
 use file::FileConfig;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,33 +59,6 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
-
-/// `[server]`, resolved. Listener addresses are read once at start.
-#[derive(Debug, Clone)]
-pub struct ServerSettings {
-    pub listen: Option<SocketAddr>,
-    pub tls_listen: Option<SocketAddr>,
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    pub admin_listen: Option<SocketAddr>,
-    pub threads: Option<usize>,
-    pub log_format_json: bool,
-    pub upstream_ca_file: Option<PathBuf>,
-    pub max_form_body: usize,
-    pub client_timeout: Duration,
-    pub auth_failures_per_minute: u32,
-    pub watch: bool,
-    pub work_stealing: bool,
-    /// None: [`DEFAULT_MAX_CONNECTIONS`], or less if the open-files limit cannot hold it.
-    pub max_connections: Option<usize>,
-    /// Whose `X-Forwarded-For` is believed. Default none.
-    pub trusted_proxies: crate::client_addr::TrustedProxies,
-    /// Forward header names holding `_`. Default false (dropped, as nginx does).
-    pub underscores_in_headers: bool,
-}
-
-/// Default `server.max_connections`: bounds the memory that idle and busy connections can hold.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
 /// Everything a request needs, checked once; requests never re-validate config.
 #[derive(Debug)]
@@ -261,106 +235,17 @@ fn line_of(text: &str, offset: usize) -> String {
     format!("line {line}")
 }
 
-fn addr(c: &mut Checker, key: &str, v: Option<&String>) -> Option<SocketAddr> {
-    let v = v?;
-    match v.parse::<SocketAddr>() {
-        Ok(a) => Some(a),
-        Err(_) => {
-            c.problem(key, format!("{v:?} is not an address like \"127.0.0.1:8080\""));
-            None
-        }
-    }
-}
-
 fn validate(f: FileConfig, c: &mut Checker, opts: LoadOptions) -> Result<Snapshot, ConfigError> {
     use sha2::Digest;
-    let s = &f.server;
-    let listen = addr(c, "server.listen", s.listen.as_ref());
-    let tls_listen = addr(c, "server.tls_listen", s.tls_listen.as_ref());
-    let admin_listen = addr(c, "server.admin_listen", s.admin_listen.as_ref());
-    if s.listen.is_none() && s.tls_listen.is_none() {
-        c.problem("server.listen", "required unless server.tls_listen is set");
-    }
-    if s.tls_listen.is_some() {
-        for (key, v) in [("server.tls_cert", &s.tls_cert), ("server.tls_key", &s.tls_key)] {
-            match v {
-                None => c.problem(key, "required when server.tls_listen is set"),
-                Some(p) => {
-                    c.read_file(key, p);
-                }
-            }
-        }
-    }
-    if s.threads == Some(0) {
-        c.problem("server.threads", "must be at least 1");
-    }
-    let log_format_json = match s.log_format.as_deref() {
-        None | Some("text") => false,
-        Some("json") => true,
-        Some(other) => {
-            c.problem("server.log_format", format!("{other:?} is not \"text\" or \"json\""));
-            false
-        }
-    };
-    let upstream_ca_file = s
-        .upstream_ca_file
-        .as_ref()
-        .and_then(|p| c.read_file("server.upstream_ca_file", p).map(|(p, _)| p));
-    let client_timeout = c.duration(
-        "server.client_timeout",
-        s.client_timeout.as_deref(),
-        Duration::from_secs(10),
-    );
-    let max_form_body = s.max_form_body.unwrap_or(64 * 1024);
-    if max_form_body == 0 {
-        c.problem("server.max_form_body", "must be greater than zero");
-    }
-    let max_connections = s.max_connections;
-    if max_connections == Some(0) {
-        c.problem("server.max_connections", "must be at least 1");
-    }
-    let trusted_proxies = crate::client_addr::TrustedProxies::parse(&s.trusted_proxies).unwrap_or_else(|problems| {
-        for p in problems {
-            c.problem("server.trusted_proxies", p);
-        }
-        Default::default()
-    });
-    let server = ServerSettings {
-        listen,
-        tls_listen,
-        tls_cert: s.tls_cert.as_ref().map(|p| c.base.join(p)),
-        tls_key: s.tls_key.as_ref().map(|p| c.base.join(p)),
-        admin_listen,
-        threads: s.threads,
-        log_format_json,
-        upstream_ca_file,
-        max_form_body,
-        client_timeout,
-        auth_failures_per_minute: s.auth_failures_per_minute.unwrap_or(20),
-        watch: s.watch.unwrap_or(true),
-        work_stealing: s.work_stealing.unwrap_or(false),
-        max_connections,
-        trusted_proxies,
-        underscores_in_headers: s.underscores_in_headers.unwrap_or(false),
-    };
-
+    let server = server::build(c, &f.server);
     // The port tokens name in their default issuer: the plain listener's, else the TLS one's.
-    let (scheme, port) = match (listen, tls_listen) {
+    let (scheme, port) = match (server.listen, server.tls_listen) {
         (Some(a), _) => ("http", opts.listen_port.unwrap_or(a.port())),
         (None, Some(a)) => ("https", opts.listen_port.unwrap_or(a.port())),
         _ => ("http", 0),
     };
-    if f.realms.is_empty() {
-        c.problem("realms", "at least one realm is required");
-    }
-    let mut realms = BTreeMap::new();
-    for (name, rf) in &f.realms {
-        let default_issuer = format!("{scheme}://localhost:{port}/realms/{name}");
-        if let Some(realm) = realm::build(c, name, rf, default_issuer) {
-            realms.insert(name.clone(), Arc::new(realm));
-        }
-    }
-    let default_realm = match &s.default_realm {
+    let realms = realms(c, &f, scheme, port);
+    let default_realm = match &f.server.default_realm {
         Some(r) if !f.realms.contains_key(r) => {
             c.problem("server.default_realm", format!("no realm named {r:?}"));
             None
@@ -370,19 +255,7 @@ fn validate(f: FileConfig, c: &mut Checker, opts: LoadOptions) -> Result<Snapsho
         None => None,
     };
     let store = f.store.as_ref().and_then(|sf| store::build(c, sf));
-    let mut routes = Vec::new();
-    for (i, rf) in f.routes.iter().enumerate() {
-        if let Some(r) = route::build(c, &format!("routes[{i}]"), rf, &f, default_realm.as_deref()) {
-            routes.push(r);
-        }
-    }
-    let mut seen = std::collections::HashSet::new();
-    for r in &routes {
-        if !seen.insert(r.prefix.clone()) {
-            let prefix = r.prefix.clone();
-            c.problem("routes", format!("two routes have the prefix {prefix:?}"));
-        }
-    }
+    let routes = routes(c, &f, default_realm.as_deref());
     let egress = egress::build(c, f.egress.as_ref(), &realms, &f.realms);
     if !c.problems.is_empty() {
         return Err(ConfigError(std::mem::take(&mut c.problems)));
@@ -400,6 +273,38 @@ fn validate(f: FileConfig, c: &mut Checker, opts: LoadOptions) -> Result<Snapsho
         warnings: std::mem::take(&mut c.warnings),
         egress,
     })
+}
+
+fn realms(c: &mut Checker, f: &FileConfig, scheme: &str, port: u16) -> BTreeMap<String, Arc<Realm>> {
+    if f.realms.is_empty() {
+        c.problem("realms", "at least one realm is required");
+    }
+    let mut realms = BTreeMap::new();
+    for (name, rf) in &f.realms {
+        let default_issuer = format!("{scheme}://localhost:{port}/realms/{name}");
+        if let Some(realm) = realm::build(c, name, rf, default_issuer) {
+            realms.insert(name.clone(), Arc::new(realm));
+        }
+    }
+    realms
+}
+
+/// Every route that builds, and a problem for each prefix given twice.
+fn routes(c: &mut Checker, f: &FileConfig, default_realm: Option<&str>) -> Vec<crate::model::Route> {
+    let mut routes = Vec::new();
+    for (i, rf) in f.routes.iter().enumerate() {
+        if let Some(r) = route::build(c, &format!("routes[{i}]"), rf, f, default_realm) {
+            routes.push(r);
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for r in &routes {
+        if !seen.insert(r.prefix.clone()) {
+            let prefix = r.prefix.clone();
+            c.problem("routes", format!("two routes have the prefix {prefix:?}"));
+        }
+    }
+    routes
 }
 
 #[cfg(test)]
