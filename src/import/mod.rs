@@ -11,7 +11,7 @@ mod token;
 
 use client::{Outcome, RealmCtx};
 use export::{RealmRep, UserRep};
-use render::{Credential, Document, KeyOut, RealmOut};
+use render::{ClientOut, Credential, Document, KeyOut, RealmOut};
 use roles::{Role, Roles};
 use scopes::Catalogue;
 use std::collections::{BTreeMap, BTreeSet};
@@ -172,19 +172,62 @@ fn realm(rep: &RealmRep, opts: &Options, left_out: &mut Vec<String>) -> (RealmOu
         let role = roles.default_role.as_ref().map(Role::config_name).unwrap_or_default();
         notes.push(format!("default role {role}: {origin}"));
     }
+    let (clients, files) = clients(&ctx, rep, &mut notes, left_out);
+    for line in realm_lines(rep, !clients.is_empty()) {
+        notes.push(format!("Left out: {line}"));
+        left_out.push(format!("realm {name}: {line}"));
+    }
+    if name.is_empty() || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch)) {
+        let line =
+            "its name is not a tollgate realm name (letters, digits, '-', '_', '.'): rename the table".to_string();
+        left_out.push(format!("realm {name}: {line}"));
+        notes.push(format!("Left out: {line}"));
+    }
+    let (realm_roles, client_roles) = declared_roles(&roles, &mut notes);
+    let refresh = clients.iter().any(|c| c.use_refresh_token);
+    let (lifespan, lifespan_note, refresh) = lifespans(rep, refresh);
+    let (key_alg, key) = signing_key(rep, &name, opts);
+    let issuer = export::attr(Some(&rep.attributes), "frontendUrl")
+        .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+        .map(|u| format!("{}/realms/{name}", u.trim_end_matches('/')));
+    let out = RealmOut {
+        name,
+        notes,
+        issuer,
+        lifespan,
+        lifespan_note,
+        refresh,
+        roles: realm_roles,
+        client_roles,
+        key,
+        key_alg,
+        clients,
+    };
+    (out, files)
+}
+
+/// The realm's clients, in client-id order, and the key files their exported public keys go
+/// to; what is skipped is noted, what is lost goes to `left_out`.
+fn clients(
+    ctx: &RealmCtx,
+    rep: &RealmRep,
+    notes: &mut Vec<String>,
+    left_out: &mut Vec<String>,
+) -> (Vec<ClientOut>, Vec<(String, Vec<u8>)>) {
+    let name = ctx.name;
     let mut clients = Vec::new();
     let mut skipped = Vec::new();
-    let mut files = Vec::new();
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     let mut sorted: Vec<_> = rep.clients.iter().flatten().collect();
     sorted.sort_by(|a, b| a.client_id.cmp(&b.client_id));
     for c in sorted {
         let id = c.client_id.as_deref().unwrap_or("");
-        match client::translate(&ctx, c) {
+        match client::translate(ctx, c) {
             Outcome::Skipped(what) => skipped.push(what),
             Outcome::LeftOut(why) => left_out.push(format!("realm {name}, client {id}: {why}")),
             Outcome::Client(mut out, doc) => {
                 if let Some(doc) = doc {
-                    let mut file = file_name(&[&name, id], ".jwks.json");
+                    let mut file = file_name(&[name, id], ".jwks.json");
                     while files.iter().any(|(f, _)| *f == file) {
                         file = format!("x{file}");
                     }
@@ -200,16 +243,12 @@ fn realm(rep: &RealmRep, opts: &Options, left_out: &mut Vec<String>) -> (RealmOu
     if !skipped.is_empty() {
         notes.push(format!("not imported, nothing lost: {}", skipped.join(", ")));
     }
-    for line in realm_lines(rep, !clients.is_empty()) {
-        notes.push(format!("Left out: {line}"));
-        left_out.push(format!("realm {name}: {line}"));
-    }
-    if name.is_empty() || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch)) {
-        let line =
-            "its name is not a tollgate realm name (letters, digits, '-', '_', '.'): rename the table".to_string();
-        left_out.push(format!("realm {name}: {line}"));
-        notes.push(format!("Left out: {line}"));
-    }
+    (clients, files)
+}
+
+/// The realm roles and, per client, the client roles the config declares; roles its syntax
+/// cannot name are noted instead.
+fn declared_roles(roles: &Roles, notes: &mut Vec<String>) -> (Vec<String>, BTreeMap<String, Vec<String>>) {
     let mut unnameable = BTreeSet::new();
     let mut realm_roles = Vec::new();
     let mut client_roles: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -229,8 +268,12 @@ fn realm(rep: &RealmRep, opts: &Options, left_out: &mut Vec<String>) -> (RealmOu
             list.join(", ")
         ));
     }
-    let refresh = clients.iter().any(|c| c.use_refresh_token);
-    let (lifespan, lifespan_note, refresh) = lifespans(rep, refresh);
+    (realm_roles, client_roles)
+}
+
+/// The realm's signing algorithm (its default, where tollgate can generate that key type,
+/// else RS256), and the key file to generate when a keys folder was given.
+fn signing_key(rep: &RealmRep, name: &str, opts: &Options) -> (String, Option<KeyOut>) {
     let wanted = rep
         .default_signature_algorithm
         .clone()
@@ -243,25 +286,9 @@ fn realm(rep: &RealmRep, opts: &Options, left_out: &mut Vec<String>) -> (RealmOu
     let key = opts.keys_dir.map(|dir| KeyOut {
         kid: format!("{name}-1"),
         alg: key_alg.clone(),
-        path: format!("{dir}/{}", file_name(&[&name, &key_alg.to_lowercase()], ".pem")),
+        path: format!("{dir}/{}", file_name(&[name, &key_alg.to_lowercase()], ".pem")),
     });
-    let issuer = export::attr(Some(&rep.attributes), "frontendUrl")
-        .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
-        .map(|u| format!("{}/realms/{name}", u.trim_end_matches('/')));
-    let out = RealmOut {
-        name,
-        notes,
-        issuer,
-        lifespan,
-        lifespan_note,
-        refresh,
-        roles: realm_roles,
-        client_roles,
-        key,
-        key_alg,
-        clients,
-    };
-    (out, files)
+    (key_alg, key)
 }
 
 /// What `run` did.
