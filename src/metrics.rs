@@ -173,6 +173,15 @@ impl Default for Metrics {
 impl Metrics {
     /// Names and helps, in the order they are exported. Counters get `_total` from the encoder.
     fn register(&mut self) {
+        self.register_proxy();
+        self.register_issuer();
+        self.register_config();
+        self.register_store();
+        self.register_egress();
+    }
+
+    /// Requests and connections on the proxy listeners.
+    fn register_proxy(&mut self) {
         let r = &mut self.registry;
         r.register(
             "tollgate_requests",
@@ -184,6 +193,31 @@ impl Metrics {
             "Requests refused by the guard, by reason",
             self.denials.clone(),
         );
+        r.register(
+            "tollgate_upstream_latency_seconds",
+            "Time from request to upstream response header, by route",
+            self.upstream_latency.clone(),
+        );
+        r.register(
+            "tollgate_rate_limited",
+            "Requests refused with 429 by a route's rate limit, by route",
+            self.rate_limited.clone(),
+        );
+        r.register(
+            "tollgate_connections_open",
+            "Client connections open on the proxy listeners",
+            self.connections_open.clone(),
+        );
+        r.register(
+            "tollgate_connections_refused",
+            "Client connections closed at accept because server.max_connections were open",
+            self.connections_refused.clone(),
+        );
+    }
+
+    /// Tokens issued and checked, and client authentication.
+    fn register_issuer(&mut self) {
+        let r = &mut self.registry;
         r.register(
             "tollgate_tokens_issued",
             "Tokens issued, by realm, client and grant",
@@ -200,10 +234,30 @@ impl Metrics {
             self.auth_throttled.clone(),
         );
         r.register(
-            "tollgate_upstream_latency_seconds",
-            "Time from request to upstream response header, by route",
-            self.upstream_latency.clone(),
+            "tollgate_secret_hash_checks",
+            "argon2 verifications of client secrets run (real ones and equal-cost stand-ins)",
+            self.secret_hash_runs.clone(),
         );
+        r.register(
+            "tollgate_secret_hash_busy",
+            "Client secrets answered 503 because the argon2 pool's queue was full",
+            self.secret_hash_busy.clone(),
+        );
+        r.register(
+            "tollgate_token_cache_entries",
+            "Verified tokens cached",
+            self.token_cache_entries.clone(),
+        );
+        r.register(
+            "tollgate_revoked_tokens",
+            "Revoked token ids remembered",
+            self.revoked_tokens.clone(),
+        );
+    }
+
+    /// The live config and remote realms' keys.
+    fn register_config(&mut self) {
+        let r = &mut self.registry;
         r.register(
             "tollgate_config_reloads",
             "Successful config reloads",
@@ -225,26 +279,6 @@ impl Metrics {
             self.config_info.clone(),
         );
         r.register(
-            "tollgate_token_cache_entries",
-            "Verified tokens cached",
-            self.token_cache_entries.clone(),
-        );
-        r.register(
-            "tollgate_revoked_tokens",
-            "Revoked token ids remembered",
-            self.revoked_tokens.clone(),
-        );
-        r.register(
-            "tollgate_connections_open",
-            "Client connections open on the proxy listeners",
-            self.connections_open.clone(),
-        );
-        r.register(
-            "tollgate_rate_limited",
-            "Requests refused with 429 by a route's rate limit, by route",
-            self.rate_limited.clone(),
-        );
-        r.register(
             "tollgate_jwks_fetches",
             "Fetches of remote realms' keys, by realm and result (ok, error)",
             self.jwks_fetches.clone(),
@@ -254,23 +288,6 @@ impl Metrics {
             "Age of each remote realm's last fetched keys",
             self.jwks_age.clone(),
         );
-        r.register(
-            "tollgate_connections_refused",
-            "Client connections closed at accept because server.max_connections were open",
-            self.connections_refused.clone(),
-        );
-        r.register(
-            "tollgate_secret_hash_checks",
-            "argon2 verifications of client secrets run (real ones and equal-cost stand-ins)",
-            self.secret_hash_runs.clone(),
-        );
-        r.register(
-            "tollgate_secret_hash_busy",
-            "Client secrets answered 503 because the argon2 pool's queue was full",
-            self.secret_hash_busy.clone(),
-        );
-        self.register_store();
-        self.register_egress();
     }
 
     fn register_store(&mut self) {
