@@ -81,32 +81,7 @@ fn local(
         );
         return None;
     };
-    let Some(client_name) = &rf.client else {
-        c.problem(format!("{key}.client"), "required with `realm`");
-        return None;
-    };
-    let Some(client) = realm.clients.get(client_name) else {
-        c.problem(
-            format!("{key}.client"),
-            format!("no client {client_name:?} in realm {name:?}"),
-        );
-        return None;
-    };
-    if !client.enabled || !client.service_accounts_enabled {
-        c.problem(
-            format!("{key}.client"),
-            format!("client {client_name:?} is disabled or has service accounts disabled"),
-        );
-        return None;
-    }
-    let scope = match client.scope_for(rf.scope.as_deref()) {
-        Ok(s) => s,
-        Err(s) => {
-            let why = format!("{s:?} is not a default or optional scope of client {client_name:?}");
-            c.problem(format!("{key}.scope"), why);
-            return None;
-        }
-    };
+    let (client, scope) = service_account(c, key, rf, realm)?;
     // Everything a minted token's claims depend on: a change to any of it mints anew.
     let lifespan = realm.access_token_lifespan.as_secs().to_le_bytes();
     let fingerprint = signer.public.fingerprint.to_le_bytes();
@@ -144,29 +119,7 @@ fn remote(c: &mut Checker, key: &str, rf: &EgressRouteFile, url: &str) -> Option
             "only with `realm`; a token endpoint's client is `client_id`",
         );
     }
-    match reqwest::Url::parse(url) {
-        // Credentials in the URL would be logged with it; they go in `client_secret_file`.
-        Ok(u) if !u.username().is_empty() || u.password().is_some() => c.problem(
-            format!("{key}.token_endpoint"),
-            "must not hold credentials (user:password@); set `client_id` and `client_secret_file`",
-        ),
-        Ok(u) if u.scheme() == "https" => {}
-        Ok(u) if u.scheme() == "http" => {
-            let loopback = u.host_str().is_some_and(|h| {
-                h == "localhost"
-                    || h.trim_start_matches('[')
-                        .trim_end_matches(']')
-                        .parse::<std::net::IpAddr>()
-                        .is_ok_and(|ip| ip.is_loopback())
-            });
-            if !loopback {
-                c.warnings.push(format!(
-                    "{key}.token_endpoint is plain http: the client's credentials and tokens cross the network in clear"
-                ));
-            }
-        }
-        _ => c.problem(format!("{key}.token_endpoint"), "must be an http:// or https:// URL"),
-    }
+    check_endpoint(c, key, url);
     let client_id = match rf.client_id.as_deref() {
         Some(id) if !id.is_empty() && !id.chars().any(char::is_control) => id.to_string(),
         _ => {
@@ -178,19 +131,7 @@ fn remote(c: &mut Checker, key: &str, rf: &EgressRouteFile, url: &str) -> Option
         }
     };
     let auth = credentials(c, key, rf, &client_id);
-    let ca_pem = rf.ca_file.as_ref().and_then(|p| {
-        let (path, bytes) = c.read_file(&format!("{key}.ca_file"), p)?;
-        match reqwest::Certificate::from_pem_bundle(&bytes) {
-            Ok(certs) if !certs.is_empty() => Some(bytes),
-            _ => {
-                c.problem(
-                    format!("{key}.ca_file"),
-                    format!("{} holds no PEM certificate", path.display()),
-                );
-                None
-            }
-        }
-    });
+    let ca_pem = ca_bundle(c, key, rf);
     if c.problems.len() > before {
         return None;
     }
@@ -225,6 +166,89 @@ fn remote(c: &mut Checker, key: &str, rf: &EgressRouteFile, url: &str) -> Option
             resource: rf.resource.clone(),
             ca_pem,
         }),
+    })
+}
+
+/// The enabled service-account client `rf.client` of `realm`, and the scope its tokens are
+/// minted with.
+fn service_account<'r>(
+    c: &mut Checker,
+    key: &str,
+    rf: &EgressRouteFile,
+    realm: &'r Realm,
+) -> Option<(&'r crate::model::Client, String)> {
+    let name = &realm.name;
+    let Some(client_name) = &rf.client else {
+        c.problem(format!("{key}.client"), "required with `realm`");
+        return None;
+    };
+    let Some(client) = realm.clients.get(client_name) else {
+        c.problem(
+            format!("{key}.client"),
+            format!("no client {client_name:?} in realm {name:?}"),
+        );
+        return None;
+    };
+    if !client.enabled || !client.service_accounts_enabled {
+        c.problem(
+            format!("{key}.client"),
+            format!("client {client_name:?} is disabled or has service accounts disabled"),
+        );
+        return None;
+    }
+    let scope = match client.scope_for(rf.scope.as_deref()) {
+        Ok(s) => s,
+        Err(s) => {
+            let why = format!("{s:?} is not a default or optional scope of client {client_name:?}");
+            c.problem(format!("{key}.scope"), why);
+            return None;
+        }
+    };
+    Some((client, scope))
+}
+
+/// Where tokens are fetched from: an http(s) URL without credentials; plain http off
+/// loopback is a warning.
+fn check_endpoint(c: &mut Checker, key: &str, url: &str) {
+    match reqwest::Url::parse(url) {
+        // Credentials in the URL would be logged with it; they go in `client_secret_file`.
+        Ok(u) if !u.username().is_empty() || u.password().is_some() => c.problem(
+            format!("{key}.token_endpoint"),
+            "must not hold credentials (user:password@); set `client_id` and `client_secret_file`",
+        ),
+        Ok(u) if u.scheme() == "https" => {}
+        Ok(u) if u.scheme() == "http" => {
+            let loopback = u.host_str().is_some_and(|h| {
+                h == "localhost"
+                    || h.trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            });
+            if !loopback {
+                c.warnings.push(format!(
+                    "{key}.token_endpoint is plain http: the client's credentials and tokens cross the network in clear"
+                ));
+            }
+        }
+        _ => c.problem(format!("{key}.token_endpoint"), "must be an http:// or https:// URL"),
+    }
+}
+
+/// `ca_file`: the PEM bundle the token endpoint's certificate is checked against.
+fn ca_bundle(c: &mut Checker, key: &str, rf: &EgressRouteFile) -> Option<Vec<u8>> {
+    rf.ca_file.as_ref().and_then(|p| {
+        let (path, bytes) = c.read_file(&format!("{key}.ca_file"), p)?;
+        match reqwest::Certificate::from_pem_bundle(&bytes) {
+            Ok(certs) if !certs.is_empty() => Some(bytes),
+            _ => {
+                c.problem(
+                    format!("{key}.ca_file"),
+                    format!("{} holds no PEM certificate", path.display()),
+                );
+                None
+            }
+        }
     })
 }
 
