@@ -88,8 +88,8 @@ fn is_plain(raw: &[u8]) -> bool {
 }
 
 /// Normalise the path part of a request target (no query).
-pub fn normalise(raw: &str) -> Result<String, PathError> {
-    let raw = raw.as_bytes();
+pub fn normalise(text: &str) -> Result<String, PathError> {
+    let raw = text.as_bytes();
     if raw.len() > MAX_PATH {
         return Err(PathError::TooLong);
     }
@@ -97,10 +97,22 @@ pub fn normalise(raw: &str) -> Result<String, PathError> {
         return Err(PathError::NotAbsolute);
     }
     if is_plain(raw) {
-        // Checked to be ASCII by is_plain.
-        return Ok(String::from_utf8_lossy(raw).into_owned());
+        return Ok(text.to_owned());
     }
-    // Pass 1: decode unreserved escapes, keep the rest upper-cased.
+    let decoded = decode(raw)?;
+    let path = resolve(&decoded)?;
+    // Escaping can triple a byte: the normal form must fit the limit too, or it would not be
+    // its own normal form (found by fuzz/fuzz_targets/path.rs).
+    if path.len() > MAX_PATH {
+        return Err(PathError::TooLong);
+    }
+    // Only ASCII was kept unescaped, so this cannot fail.
+    String::from_utf8(path).map_err(|_| PathError::BadEscape)
+}
+
+/// Pass 1 of [`normalise`]: unreserved escapes decoded, every other escape upper-cased, bytes
+/// outside ASCII escaped; escaped separators, backslashes and control characters refused.
+fn decode(raw: &[u8]) -> Result<Vec<u8>, PathError> {
     let mut decoded = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {
@@ -137,7 +149,12 @@ pub fn normalise(raw: &str) -> Result<String, PathError> {
         }
         i += 1;
     }
-    // Pass 2: segments. Empty segments (from `//`) and `.` vanish, `..` pops.
+    Ok(decoded)
+}
+
+/// Pass 2 of [`normalise`]: path parameters cut, empty and `.` segments dropped, `..` popped;
+/// a trailing slash kept.
+fn resolve(decoded: &[u8]) -> Result<Vec<u8>, PathError> {
     let mut out: Vec<&[u8]> = Vec::new();
     let segments: Vec<&[u8]> = decoded[1..].split(|&b| b == b'/').collect();
     let last = segments.len() - 1;
@@ -174,13 +191,7 @@ pub fn normalise(raw: &str) -> Result<String, PathError> {
     if path.is_empty() || trailing_slash {
         path.push(b'/');
     }
-    // Escaping can triple a byte: the normal form must fit the limit too, or it would not be
-    // its own normal form (found by fuzz/fuzz_targets/path.rs).
-    if path.len() > MAX_PATH {
-        return Err(PathError::TooLong);
-    }
-    // Only ASCII was kept unescaped, so this cannot fail.
-    String::from_utf8(path).map_err(|_| PathError::BadEscape)
+    Ok(path)
 }
 
 #[cfg(test)]
