@@ -82,20 +82,25 @@ pub fn apply(headers: &mut HeaderMap, hop: &Hop, authority: Option<&str>) -> Res
             hop.trusted,
             headers.get_all(&X_FORWARDED_FOR).iter().map(|v| v.as_bytes()),
         );
-        let mut chain = String::new();
-        if trusted {
+        let peer_text = IpText::new(peer);
+        let xff = if trusted {
+            let mut chain = String::new();
             for v in headers.get_all(&X_FORWARDED_FOR) {
                 if let Ok(v) = v.to_str() {
                     chain.push_str(v.trim());
                     chain.push_str(", ");
                 }
             }
-        }
-        chain.push_str(&peer.to_string());
-        if let Ok(v) = HeaderValue::from_str(&chain) {
+            chain.push_str(peer_text.as_str());
+            HeaderValue::from_str(&chain)
+        } else {
+            HeaderValue::from_str(peer_text.as_str())
+        };
+        if let Ok(v) = xff {
             headers.try_insert(X_FORWARDED_FOR, v)?;
         }
-        if let Ok(v) = HeaderValue::from_str(&client.to_string()) {
+        let client_text = if client == peer { peer_text } else { IpText::new(client) };
+        if let Ok(v) = HeaderValue::from_str(client_text.as_str()) {
             headers.try_insert(X_REAL_IP, v)?;
         }
     }
@@ -115,6 +120,54 @@ pub fn apply(headers: &mut HeaderMap, hop: &Hop, authority: Option<&str>) -> Res
     Ok(())
 }
 
+/// An address as text, on the stack: IPv4 digits written directly, IPv6 through `Display`.
+/// Every proxied request formats its peer; `Display` costs a few times more (docs/performance-decisions.md).
+#[derive(Clone, Copy)]
+struct IpText {
+    buf: [u8; 45],
+    len: usize,
+}
+
+impl IpText {
+    fn new(ip: IpAddr) -> IpText {
+        use std::io::Write;
+        let mut t = IpText { buf: [0; 45], len: 0 };
+        match ip {
+            IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        t.push(b'.');
+                    }
+                    if octet >= 100 {
+                        t.push(b'0' + octet / 100);
+                    }
+                    if octet >= 10 {
+                        t.push(b'0' + octet / 10 % 10);
+                    }
+                    t.push(b'0' + octet % 10);
+                }
+            }
+            IpAddr::V6(v6) => {
+                // The longest IPv6 text, an IPv4-mapped form, is 45 bytes.
+                let mut w = &mut t.buf[..];
+                let _ = write!(w, "{v6}");
+                t.len = 45 - w.len();
+            }
+        }
+        t
+    }
+
+    fn push(&mut self, b: u8) {
+        self.buf[self.len] = b;
+        self.len += 1;
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII digits, '.', ':' and hex letters are written.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +185,23 @@ mod tests {
             .iter()
             .map(|v| v.to_str().unwrap().to_string())
             .collect()
+    }
+
+    #[test]
+    fn addresses_as_text_match_display() {
+        for ip in [
+            "0.0.0.0",
+            "9.10.99.100",
+            "255.255.255.255",
+            "127.0.0.1",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "::ffff:255.255.255.255",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(IpText::new(ip).as_str(), ip.to_string());
+        }
     }
 
     #[test]
