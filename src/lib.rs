@@ -17,6 +17,7 @@ pub mod issuer;
 pub mod logging;
 pub mod metrics;
 pub mod model;
+pub mod outbound;
 pub mod outcome;
 pub mod path;
 pub mod proxy;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// Longest a request waits for a token fetch in progress: a fetch's own time limit, plus a little.
-pub const WAIT: Duration = Duration::from_millis(super::fetch::TIMEOUT.as_millis() as u64 + 500);
+pub const WAIT: Duration = Duration::from_millis(crate::outbound::TIMEOUT.as_millis() as u64 + 500);
 /// A token is refreshed 30 s before it expires, or at three quarters of its lifetime if that
 /// is sooner...
 const REFRESH_BEFORE_EXP: Duration = Duration::from_secs(30);

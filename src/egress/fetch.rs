@@ -4,12 +4,9 @@
 
 use super::source::{clip, parse_response, Obtained, SourceError};
 use crate::model::egress::{ClientAuth, RemoteSource};
+use crate::outbound::{self, describe, BodyError};
 use crate::token::SigningKey;
-use std::time::Duration;
 
-/// Time allowed for one token request, connect included.
-pub const TIMEOUT: Duration = Duration::from_secs(5);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest token response read.
 const MAX_BODY: usize = 64 * 1024;
 /// Lifetime of a client assertion: long enough for clock skew, short for a replay.
@@ -18,20 +15,7 @@ const ASSERTION_LIFETIME: u64 = 60;
 /// The HTTP client of one token source. Redirects are refused: a redirected POST would carry
 /// the client's credentials to wherever the redirect points.
 pub fn client(source: &RemoteSource) -> Result<reqwest::Client, String> {
-    let mut b = reqwest::Client::builder()
-        .user_agent(concat!("tollgate/", env!("CARGO_PKG_VERSION")))
-        .timeout(TIMEOUT)
-        .connect_timeout(CONNECT_TIMEOUT)
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none());
-    if let Some(pem) = &source.ca_pem {
-        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| format!("ca_file: {e}"))?;
-        b = b.tls_built_in_root_certs(false);
-        for c in certs {
-            b = b.add_root_certificate(c);
-        }
-    }
-    b.build().map_err(|e| format!("HTTP client: {e}"))
+    outbound::client(source.ca_pem.as_deref(), reqwest::redirect::Policy::none())
 }
 
 /// One client-credentials request to `source`'s token endpoint.
@@ -70,19 +54,13 @@ pub async fn token(http: &reqwest::Client, source: &RemoteSource) -> Result<Obta
     let fail = |what: String| SourceError::Unavailable(format!("{url}: {what}"));
     let mut resp = req.form(&form).send().await.map_err(|e| fail(describe(&e)))?;
     let status = resp.status();
-    if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
-        return Err(fail(format!(
+    let body = outbound::body(&mut resp, MAX_BODY).await.map_err(|e| match e {
+        BodyError::TooLarge => fail(format!(
             "answered {} with a body over {MAX_BODY} bytes",
             status.as_u16()
-        )));
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| fail(describe(&e)))? {
-        if body.len() + chunk.len() > MAX_BODY {
-            return Err(fail(format!("answered a body over {MAX_BODY} bytes")));
-        }
-        body.extend_from_slice(&chunk);
-    }
+        )),
+        BodyError::Failed(why) => fail(why),
+    })?;
     if status != reqwest::StatusCode::OK {
         let what = format!("answered {}{}", status.as_u16(), error_code(&body));
         return Err(match status.as_u16() {
@@ -141,28 +119,6 @@ fn assertion(key: &SigningKey, client_id: &str, audience: &str) -> Result<String
         "exp": now + ASSERTION_LIFETIME,
     });
     key.sign(claims.to_string().as_bytes())
-}
-
-/// What went wrong with a request, without the URL again (reqwest's text repeats it).
-fn describe(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "cannot connect"
-    } else {
-        "request failed"
-    };
-    let mut source = std::error::Error::source(e);
-    let mut detail = String::new();
-    while let Some(s) = source {
-        detail = s.to_string();
-        source = s.source();
-    }
-    if detail.is_empty() {
-        kind.to_string()
-    } else {
-        format!("{kind}: {detail}")
-    }
 }
 
 #[cfg(test)]

@@ -2,14 +2,12 @@
 //! an HTTP client with TLS verified, timeouts, a size limit and no redirect to another scheme.
 
 use crate::model::RemoteSettings;
+use crate::outbound::{self, describe, BodyError};
 use crate::token::jwk::{self, Parsed};
 use std::time::Duration;
 
 /// Largest discovery document or JWKS read.
 pub const MAX_BODY: usize = 1024 * 1024;
-/// Time allowed for one HTTP exchange, connect included.
-pub const TIMEOUT: Duration = Duration::from_secs(5);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why a fetch failed, in words that quote nothing the issuer sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,34 +27,23 @@ pub struct Got {
     pub jwks_uri: String,
 }
 
-/// The HTTP client of one remote realm: its CA (or the system roots), timeouts, a User-Agent.
+/// The HTTP client of one remote realm: its CA (or the system roots), and redirects followed
+/// only within the same scheme, at most 3.
 pub fn client(settings: &RemoteSettings) -> Result<reqwest::Client, FetchError> {
-    let mut b = reqwest::Client::builder()
-        .user_agent(concat!("tollgate/", env!("CARGO_PKG_VERSION")))
-        .timeout(TIMEOUT)
-        .connect_timeout(CONNECT_TIMEOUT)
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::custom(|attempt| {
-            let same_scheme = attempt
-                .previous()
-                .last()
-                .is_some_and(|prev| prev.scheme() == attempt.url().scheme());
-            if attempt.previous().len() > 3 {
-                attempt.error("more than 3 redirects")
-            } else if !same_scheme {
-                attempt.error("redirect to another scheme")
-            } else {
-                attempt.follow()
-            }
-        }));
-    if let Some(pem) = &settings.ca_pem {
-        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| FetchError(format!("ca_file: {e}")))?;
-        b = b.tls_built_in_root_certs(false);
-        for c in certs {
-            b = b.add_root_certificate(c);
+    let redirect = reqwest::redirect::Policy::custom(|attempt| {
+        let same_scheme = attempt
+            .previous()
+            .last()
+            .is_some_and(|prev| prev.scheme() == attempt.url().scheme());
+        if attempt.previous().len() > 3 {
+            attempt.error("more than 3 redirects")
+        } else if !same_scheme {
+            attempt.error("redirect to another scheme")
+        } else {
+            attempt.follow()
         }
-    }
-    b.build().map_err(|e| FetchError(format!("HTTP client: {e}")))
+    });
+    outbound::client(settings.ca_pem.as_deref(), redirect).map_err(FetchError)
 }
 
 /// Fetches the keys. `jwks_uri` is the one found by an earlier discovery, if any.
@@ -110,46 +97,16 @@ async fn get(http: &reqwest::Client, url: &str) -> Result<(Vec<u8>, Option<Durat
     if resp.status() != reqwest::StatusCode::OK {
         return Err(fail(format!("answered {}", resp.status().as_u16())));
     }
-    if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
-        return Err(fail(format!("larger than {MAX_BODY} bytes")));
-    }
     let max_age = resp
         .headers()
         .get(http::header::CACHE_CONTROL)
         .and_then(|v| v.to_str().ok())
         .and_then(max_age);
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| fail(describe(&e)))? {
-        if body.len() + chunk.len() > MAX_BODY {
-            return Err(fail(format!("larger than {MAX_BODY} bytes")));
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = outbound::body(&mut resp, MAX_BODY).await.map_err(|e| match e {
+        BodyError::TooLarge => fail(format!("larger than {MAX_BODY} bytes")),
+        BodyError::Failed(why) => fail(why),
+    })?;
     Ok((body, max_age))
-}
-
-/// What went wrong with a request, without the URL again (reqwest's text repeats it).
-fn describe(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "cannot connect"
-    } else if e.is_redirect() {
-        "refused redirect"
-    } else {
-        "request failed"
-    };
-    let mut source = std::error::Error::source(e);
-    let mut detail = String::new();
-    while let Some(s) = source {
-        detail = s.to_string();
-        source = s.source();
-    }
-    if detail.is_empty() {
-        kind.to_string()
-    } else {
-        format!("{kind}: {detail}")
-    }
 }
 
 /// `max-age` of a `Cache-Control` value (`no-store`/`no-cache` read as zero).
