@@ -213,12 +213,7 @@ impl ProxyHttp for EgressProxy {
         let Some(addr) = u.addr.load_full() else {
             return Err(Error::explain(ErrorType::ConnectNoRoute, "the upstream's name does not resolve").into_up());
         };
-        let mut peer = HttpPeer::new(*addr, u.tls, u.host.clone());
-        peer.options.connection_timeout = Some(route.connect_timeout);
-        peer.options.total_connection_timeout = Some(route.connect_timeout * 2);
-        peer.options.read_timeout = Some(route.read_timeout);
-        peer.options.write_timeout = Some(route.read_timeout);
-        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        let peer = crate::proxy::http_peer(*addr, u.tls, u.host.clone(), route.connect_timeout, route.read_timeout);
         Ok(Box::new(peer))
     }
 

@@ -40,7 +40,7 @@ pub use failure::ProxyFailure;
 pub(crate) use local::framing_problem;
 pub use local::MAX_HEADER_BYTES;
 use local::{respond, respond_and_close};
-pub(crate) use upstream::is_target;
+pub(crate) use upstream::{http_peer, is_target};
 
 /// The route label of a request that matched none.
 static NO_ROUTE: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(""));

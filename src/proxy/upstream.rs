@@ -15,11 +15,23 @@ use pingora::ErrorType;
 /// The allowed route's upstream, with its timeouts.
 pub fn peer(r: &Route) -> HttpPeer {
     let u = &r.upstream;
-    let mut peer = HttpPeer::new(u.addr, u.tls, u.sni.clone());
-    peer.options.connection_timeout = Some(r.connect_timeout);
-    peer.options.total_connection_timeout = Some(r.connect_timeout * 2);
-    peer.options.read_timeout = Some(r.read_timeout);
-    peer.options.write_timeout = Some(r.read_timeout);
+    http_peer(u.addr, u.tls, u.sni.clone(), r.connect_timeout, r.read_timeout)
+}
+
+/// A peer at `addr` with the timeouts every proxied request has: `connect` to connect (twice
+/// that with the TLS handshake), `read` for each read and write, a minute idle in the pool.
+pub fn http_peer(
+    addr: std::net::SocketAddr,
+    tls: bool,
+    sni: String,
+    connect: std::time::Duration,
+    read: std::time::Duration,
+) -> HttpPeer {
+    let mut peer = HttpPeer::new(addr, tls, sni);
+    peer.options.connection_timeout = Some(connect);
+    peer.options.total_connection_timeout = Some(connect * 2);
+    peer.options.read_timeout = Some(read);
+    peer.options.write_timeout = Some(read);
     peer.options.idle_timeout = Some(std::time::Duration::from_secs(60));
     peer
 }
