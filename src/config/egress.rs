@@ -13,7 +13,6 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// `[egress]`: the app's outbound calls, sent in plain HTTP to tollgate on loopback.
 #[derive(Debug, Deserialize)]
@@ -160,16 +159,7 @@ fn route(
             None
         }
     };
-    let connect_timeout = c.duration(
-        &format!("{key}.connect_timeout"),
-        rf.connect_timeout.as_deref(),
-        Duration::from_secs(2),
-    );
-    let read_timeout = c.duration(
-        &format!("{key}.read_timeout"),
-        rf.read_timeout.as_deref(),
-        Duration::from_secs(30),
-    );
+    let (connect_timeout, read_timeout) = c.timeouts(key, rf.connect_timeout.as_deref(), rf.read_timeout.as_deref());
     let source = source::build(c, key, rf, realms, declared);
     if c.problems.len() > before {
         return None;
@@ -255,12 +245,7 @@ struct Parsed {
 }
 
 fn parse_upstream(s: &str) -> Result<Parsed, String> {
-    let (tls, explicit, rest) = match s.split_once("://") {
-        None => (false, false, s),
-        Some(("https", rest)) => (true, true, rest),
-        Some(("http", rest)) => (false, true, rest),
-        Some((scheme, _)) => return Err(format!("scheme {scheme:?} is not http or https")),
-    };
+    let (tls, explicit, rest) = super::route::split_scheme(s)?;
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
         return Err(format!(

@@ -145,6 +145,14 @@ impl Checker<'_> {
         }
     }
 
+    /// `connect_timeout` (default 2 s) and `read_timeout` (default 30 s) of the route at `key`.
+    pub fn timeouts(&mut self, key: &str, connect: Option<&str>, read: Option<&str>) -> (Duration, Duration) {
+        (
+            self.duration(&format!("{key}.connect_timeout"), connect, Duration::from_secs(2)),
+            self.duration(&format!("{key}.read_timeout"), read, Duration::from_secs(30)),
+        )
+    }
+
     /// Resolve a path named in the config relative to the config's folder, and read it.
     pub fn read_file(&mut self, key: &str, path: &Path) -> Option<(PathBuf, Vec<u8>)> {
         use sha2::Digest;

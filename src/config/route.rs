@@ -3,7 +3,6 @@
 use super::file::{FileConfig, RealmFile, RouteFile};
 use super::Checker;
 use crate::model::{Route, Upstream};
-use std::time::Duration;
 
 /// Builds the route at `key`, or records its problems.
 pub(super) fn build(
@@ -28,16 +27,7 @@ pub(super) fn build(
             None
         }
     };
-    let connect_timeout = c.duration(
-        &format!("{key}.connect_timeout"),
-        rf.connect_timeout.as_deref(),
-        Duration::from_secs(2),
-    );
-    let read_timeout = c.duration(
-        &format!("{key}.read_timeout"),
-        rf.read_timeout.as_deref(),
-        Duration::from_secs(30),
-    );
+    let (connect_timeout, read_timeout) = c.timeouts(key, rf.connect_timeout.as_deref(), rf.read_timeout.as_deref());
     let policy = super::policy::build(c, key, rf);
     if c.problems.len() > before {
         return None;
@@ -169,13 +159,18 @@ fn check_roles(c: &mut Checker, key: &str, rf: &RouteFile, realms: &[String], f:
 }
 
 /// The parts of an `upstream` value: (authority, tls, host for SNI).
+/// An upstream's scheme: whether it is TLS, whether it was written, and the rest of `s`.
+pub(super) fn split_scheme(s: &str) -> Result<(bool, bool, &str), String> {
+    match s.split_once("://") {
+        None => Ok((false, false, s)),
+        Some(("https", rest)) => Ok((true, true, rest)),
+        Some(("http", rest)) => Ok((false, true, rest)),
+        Some((scheme, _)) => Err(format!("scheme {scheme:?} is not http or https")),
+    }
+}
+
 fn parse_upstream(s: &str) -> Result<(String, bool, String), String> {
-    let (tls, rest) = match s.split_once("://") {
-        None => (false, s),
-        Some(("https", rest)) => (true, rest),
-        Some(("http", rest)) => (false, rest),
-        Some((scheme, _)) => return Err(format!("scheme {scheme:?} is not http or https")),
-    };
+    let (tls, _, rest) = split_scheme(s)?;
     let rest = rest.trim_end_matches('/');
     let (host, port) = rest
         .rsplit_once(':')
