@@ -35,9 +35,32 @@ pub fn start_tls(cert_pem: &str, key_pem: &str) -> Echo {
 
 /// Run the echo server on its own thread and runtime; plain TCP, or TLS with `acceptor`.
 fn spawn(acceptor: Option<tokio_rustls::TlsAcceptor>) -> Echo {
-    let (tx, rx) = std::sync::mpsc::channel();
     let connections = Arc::new(AtomicUsize::new(0));
     let conns = connections.clone();
+    let addr = serve_forever(move |sock| {
+        conns.fetch_add(1, Ordering::Relaxed);
+        let acceptor = acceptor.clone();
+        async move {
+            let _ = match acceptor {
+                None => serve(sock).await,
+                Some(a) => match a.accept(sock).await {
+                    Ok(tls) => serve(tls).await,
+                    Err(e) => Err(e),
+                },
+            };
+        }
+    });
+    Echo { addr, connections }
+}
+
+/// Runs `conn` on every connection accepted on a free 127.0.0.1 port, on a thread and runtime
+/// of its own (the test's runtime, if any, is not shared); returns the address once listening.
+pub fn serve_forever<F, Fut>(conn: F) -> SocketAddr
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -51,24 +74,11 @@ fn spawn(acceptor: Option<tokio_rustls::TlsAcceptor>) -> Echo {
                 let Ok((sock, _)) = listener.accept().await else {
                     continue;
                 };
-                conns.fetch_add(1, Ordering::Relaxed);
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let _ = match acceptor {
-                        None => serve(sock).await,
-                        Some(a) => match a.accept(sock).await {
-                            Ok(tls) => serve(tls).await,
-                            Err(e) => Err(e),
-                        },
-                    };
-                });
+                tokio::spawn(conn(sock));
             }
         });
     });
-    Echo {
-        addr: rx.recv().unwrap(),
-        connections,
-    }
+    rx.recv().unwrap()
 }
 
 fn rustls_pemfile_certs(pem_text: &str) -> Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>> {

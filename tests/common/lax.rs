@@ -18,36 +18,16 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
 
 pub struct Lax {
     pub addr: SocketAddr,
 }
 
 pub fn start() -> Lax {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            loop {
-                let Ok((sock, _)) = listener.accept().await else {
-                    continue;
-                };
-                tokio::spawn(async move {
-                    let _ = serve(sock).await;
-                });
-            }
-        });
+    let addr = super::echo::serve_forever(|sock| async move {
+        let _ = serve(sock).await;
     });
-    Lax {
-        addr: rx.recv().unwrap(),
-    }
+    Lax { addr }
 }
 
 /// The handler a framework routes `path` (already read its way) to.
