@@ -28,13 +28,21 @@ pub fn framing_problem(req: &RequestHeader, raw: Option<&[u8]>) -> Option<Reply>
     if header_bytes(req, raw) > MAX_HEADER_BYTES {
         return Some(Reply::error(431, "invalid_request", "request header fields too large"));
     }
-    let mut cl_count = 0;
-    for v in req.headers.get_all(http::header::CONTENT_LENGTH).iter() {
-        cl_count += 1 + usize::from(v.as_bytes().contains(&b','));
+    // One pass over the fields rather than a lookup for each name.
+    let (mut cl_count, mut authorizations) = (0, 0);
+    let mut te: (usize, Option<&http::HeaderValue>) = (0, None);
+    for (name, v) in req.headers.iter() {
+        if name == http::header::CONTENT_LENGTH {
+            cl_count += 1 + usize::from(v.as_bytes().contains(&b','));
+        } else if name == http::header::TRANSFER_ENCODING {
+            te = (te.0 + 1, te.1.or(Some(v)));
+        } else if name == http::header::AUTHORIZATION {
+            authorizations += 1;
+        }
     }
-    let te: Vec<&http::HeaderValue> = req.headers.get_all(http::header::TRANSFER_ENCODING).iter().collect();
+    let (te_count, te_first) = te;
     // pingora drops Content-Length when Transfer-Encoding is present; the raw header still shows it.
-    if !te.is_empty() && cl_count == 0 {
+    if te_count > 0 && cl_count == 0 {
         let raw_cl = raw.is_some_and(|r| {
             r.split(|&b| b == b'\n')
                 .any(|line| line.len() > 15 && line[..15].eq_ignore_ascii_case(b"content-length:"))
@@ -45,21 +53,17 @@ pub fn framing_problem(req: &RequestHeader, raw: Option<&[u8]>) -> Option<Reply>
         return Some(Reply::error(400, "invalid_request", "more than one Content-Length"));
     }
     // One field is verified; a second could be what the upstream reads.
-    if req.headers.get_all(http::header::AUTHORIZATION).iter().nth(1).is_some() {
+    if authorizations > 1 {
         return Some(Reply::error(400, "invalid_request", "more than one Authorization"));
     }
-    if !te.is_empty() && cl_count > 0 {
+    if te_count > 0 && cl_count > 0 {
         return Some(Reply::error(
             400,
             "invalid_request",
             "Content-Length together with Transfer-Encoding",
         ));
     }
-    if te.len() > 1
-        || te
-            .first()
-            .is_some_and(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked"))
-    {
+    if te_count > 1 || te_first.is_some_and(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked")) {
         return Some(Reply::error(
             501,
             "invalid_request",
