@@ -77,11 +77,15 @@ pub fn apply(headers: &mut HeaderMap, hop: &Hop, authority: Option<&str>) -> Res
     headers.try_reserve(ADDED + crate::token::IDENTITY_HEADERS.len())?;
     if let Some(peer) = hop.peer {
         let peer = peer.to_canonical();
-        let client = client_addr::resolve(
-            peer,
-            hop.trusted,
-            headers.get_all(&X_FORWARDED_FOR).iter().map(|v| v.as_bytes()),
-        );
+        let client = if trusted {
+            client_addr::resolve(
+                peer,
+                hop.trusted,
+                headers.get_all(&X_FORWARDED_FOR).iter().map(|v| v.as_bytes()),
+            )
+        } else {
+            peer
+        };
         let peer_text = IpText::new(peer);
         let xff = if trusted {
             let mut chain = String::new();
@@ -104,11 +108,12 @@ pub fn apply(headers: &mut HeaderMap, hop: &Hop, authority: Option<&str>) -> Res
             headers.try_insert(X_REAL_IP, v)?;
         }
     }
-    if !headers.contains_key(&X_FORWARDED_PROTO) {
+    // From an untrusted peer they were dropped above.
+    if !trusted || !headers.contains_key(&X_FORWARDED_PROTO) {
         let proto = HeaderValue::from_static(if hop.tls { "https" } else { "http" });
         headers.try_insert(X_FORWARDED_PROTO, proto)?;
     }
-    if !headers.contains_key(&X_FORWARDED_HOST) {
+    if !trusted || !headers.contains_key(&X_FORWARDED_HOST) {
         let host = headers
             .get(http::header::HOST)
             .cloned()
