@@ -6,12 +6,13 @@ use crate::model::Policy;
 use crate::token::Identity;
 use http::{HeaderName, HeaderValue};
 use serde_json::Value;
+use std::borrow::Cow;
 
 /// Scopes first (RFC 6750 names the missing ones), then each claim.
 pub fn check(policy: &Policy, id: &Identity) -> Result<(), Denied> {
     if !policy.scopes.is_empty() {
-        let held: Vec<&str> = id.scope.split(' ').collect();
-        if policy.scopes.iter().any(|s| !held.contains(&s.as_str())) {
+        let held = |s: &str| id.scope.split(' ').any(|h| h == s);
+        if policy.scopes.iter().any(|s| !held(s)) {
             return Err(Denied::MissingScope {
                 realm: id.realm.clone(),
                 scopes: policy.scopes.join(" "),
@@ -41,21 +42,22 @@ pub fn lookup<'v>(claims: &'v Value, path: &[String]) -> Option<&'v Value> {
     path.iter().try_fold(claims, |v, part| v.get(part))
 }
 
-/// A string, number or boolean claim as text; nothing else is.
-fn text(v: &Value) -> Option<String> {
+/// A string, number or boolean claim as text (a string borrowed); nothing else is.
+fn text(v: &Value) -> Option<Cow<'_, str>> {
     match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
+        Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
         _ => None,
     }
 }
 
 /// A claim equal to one of `wanted`, or a list claim holding one of them.
 fn matches(v: &Value, wanted: &[String]) -> bool {
+    let one = |v: &Value| text(v).is_some_and(|t| wanted.iter().any(|w| *w == t));
     match v {
-        Value::Array(items) => items.iter().filter_map(text).any(|t| wanted.contains(&t)),
-        other => text(other).is_some_and(|t| wanted.contains(&t)),
+        Value::Array(items) => items.iter().any(one),
+        other => one(other),
     }
 }
 
@@ -69,8 +71,8 @@ pub fn claim_headers(policy: &Policy, id: &Identity) -> Vec<(HeaderName, HeaderV
             let v = lookup(&id.claims, path)?;
             let rendered = match v {
                 Value::Array(items) => {
-                    let parts: Vec<String> = items.iter().filter_map(text).collect();
-                    (!parts.is_empty()).then(|| parts.join(","))?
+                    let parts: Vec<Cow<str>> = items.iter().filter_map(text).collect();
+                    Cow::Owned((!parts.is_empty()).then(|| parts.join(","))?)
                 }
                 other => text(other)?,
             };

@@ -11,7 +11,7 @@ use crate::model::Rate;
 use crate::store::redis::{RedisStore, Take};
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -34,9 +34,11 @@ struct Bucket {
 
 #[derive(Default)]
 pub struct RateLimits {
-    /// By a keyed hash of (route, client): only verified tokens' clients reach here.
-    buckets: Mutex<HashMap<u64, Bucket>>,
-    keys: RandomState,
+    /// By a seeded hash of (route, client): only verified tokens' clients reach here, so their
+    /// names are the issuer's, not an attacker's choosing. The map's own hash is foldhash too:
+    /// the key is already a hash (SipHash twice cost more than the rest of the limit).
+    buckets: Mutex<HashMap<u64, Bucket, foldhash::fast::RandomState>>,
+    keys: foldhash::quality::RandomState,
     /// Buckets are shared through the store.
     shared: AtomicBool,
 }
