@@ -12,6 +12,8 @@
 #   bench/callgrind.sh                        # target/release/tollgate, N=2000, RUST_LOG=warn
 #   BIN=/tmp/old-tollgate N=4000 LOG=info bench/callgrind.sh
 #   FLOORS=0 bench/callgrind.sh               # tollgate's routes only
+#   CONFIG=bench/compare.toml ROUTES="roles:/roles/x:bearer policy:/policy/x:bearer" \
+#     FLOORS=0 bench/callgrind.sh               # other routes: NAME:PATH:bearer-or-empty ...
 #
 # The report is printed and written to bench/results/<date>-<commit>-callgrind.txt.
 # KEEP=1 keeps the temp dir with the callgrind files (callgrind_annotate --inclusive=yes FILE).
@@ -21,6 +23,8 @@ BIN=${BIN:-target/release/tollgate}
 N=${N:-2000}
 LOG=${LOG:-warn}
 FLOORS=${FLOORS:-1}
+CONFIG=${CONFIG:-bench/tollgate.toml}
+ROUTES=${ROUTES:-authorised:/api/orders/1:bearer public_same_hdr:/public/x:bearer public:/public/x:}
 BARE_BIN=target/release/examples/passthrough
 die() { echo "callgrind.sh: $*" >&2; exit 1; }
 
@@ -68,7 +72,8 @@ mkdir -p "$WORK/nginx-upstream-tmp"
 sed -e "s|@WORK@|$WORK|g" -e "s|@UPSTREAM_PORT@|$UP|g" -e "s|@USER@|$USER_LINE|g" bench/nginx-upstream.conf >"$WORK/up.conf"
 cp certs/demo-rs256.pem certs/demo-es256.pem certs/demo-eddsa.pem "$WORK/"
 HASHED=$(printf '%s' secret | "$BIN" hash-secret)
-sed -e "s|@LISTEN_PORT@|0|" -e "s|@UPSTREAM_PORT@|$UP|" -e "s|@HASHED_SECRET@|$HASHED|" bench/tollgate.toml >"$WORK/tollgate.toml"
+sed -e "s|@LISTEN_PORT@|0|" -e "s|@UPSTREAM_PORT@|$UP|" -e "s|@HASHED_SECRET@|$HASHED|" \
+  -e "s|@EGRESS_PORT@|$(free_port)|" "$CONFIG" >"$WORK/tollgate.toml"
 
 "$NGINX" -p "$WORK" -c "$WORK/up.conf" -e "$WORK/up.error.log" >/dev/null 2>&1 &
 PIDS+=($!)
@@ -140,15 +145,17 @@ wait_listening() { # addr pid what
 }
 
 BEARER="Authorization: Bearer $TOKEN"
-send /api/orders/1 300 "$BEARER"
-send /public/x 300
+for route in $ROUTES; do
+  IFS=: read -r _ path hdr <<<"$route"
+  send "$path" 300 "$([ "$hdr" = bearer ] && echo "$BEARER")"
+done
 built="$BIN"
 if [ "$BIN" = target/release/tollgate ]; then
   built="$BIN at $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src 2>/dev/null || echo ', src/ modified')"
 fi
 echo "tollgate callgrind  $(date -u '+%Y-%m-%d %H:%M:%S UTC'), $(nproc) cores, $(uname -sr), $(valgrind --version)"
-echo "$built, RUST_LOG=$LOG, $N requests per route"
-for route in authorised:/api/orders/1:bearer public_same_hdr:/public/x:bearer public:/public/x:; do
+echo "$built, RUST_LOG=$LOG, $N requests per route$([ "$CONFIG" = bench/tollgate.toml ] || echo ", $CONFIG")"
+for route in $ROUTES; do
   IFS=: read -r name path hdr <<<"$route"
   count "$VG" "$name" "$HTTP" "$path" "$N" "$([ "$hdr" = bearer ] && echo "$BEARER")"
 done
