@@ -96,5 +96,6 @@ fn shared_store(
     });
     let cache = cache.clone();
     let on_revoked = Box::new(move |revoked: &dyn Fn(&str) -> bool| cache.remove_matching(revoked));
-    RedisStore::new(&s.url, &s.key_prefix, observe, on_revoked).map_err(|e| format!("store.url: {e}"))
+    RedisStore::new(&s.url, &s.key_prefix, s.ca_pem.as_deref(), observe, on_revoked)
+        .map_err(|e| format!("store.url: {e}"))
 }

@@ -9,7 +9,7 @@ use tollgate::store::redis::RedisStore;
 use tollgate::store::Refused;
 
 fn store(url: &str) -> Arc<RedisStore> {
-    Arc::new(RedisStore::new(url, "t:", Box::new(|_, _, _| {}), Box::new(|_| {})).unwrap())
+    Arc::new(RedisStore::new(url, "t:", None, Box::new(|_, _, _| {}), Box::new(|_| {})).unwrap())
 }
 
 /// A store that follows the revocations, as every replica's does, connected; dropping the

@@ -18,6 +18,11 @@ const ISSUER: &str = "http://tollgate.test/realms/demo";
 /// One replica's config: everything shared but the store's address (a replica may reach Redis
 /// through its own cuttable link).
 fn config(store: std::net::SocketAddr) -> String {
+    config_with_store(&format!("url = \"redis://{store}/0\""))
+}
+
+/// One replica's config with `store` as the `[store]` table's other keys.
+fn config_with_store(store: &str) -> String {
     format!(
         r#"
 [server]
@@ -27,7 +32,7 @@ default_realm = "demo"
 auth_failures_per_minute = 3
 
 [store]
-url = "redis://{store}/0"
+{store}
 key_prefix = "t:"
 
 [realms.demo]
@@ -415,4 +420,48 @@ fn a_rate_limit_holds_across_replicas_and_other_clients_are_unaffected() {
         200,
         "another client is unaffected"
     );
+}
+
+/// Replicas on a `rediss://` Redis whose certificate a private CA signed (`ca_file`) share
+/// revocations as over plain text; a CA that did not sign it leaves the store down, never
+/// trusted, and tokens still pass.
+#[test]
+fn replicas_share_revocations_over_rediss_with_a_private_ca_and_refuse_another_ca() {
+    let pki = pki();
+    let redis = Redis::start_tls(&pki);
+    let up = echo::start();
+    let store = format!("url = \"{}\"\nca_file = \"redis-ca.pem\"", redis.tls_url());
+    let (jwks, _) = jwks_and_key();
+    let files = |ca: &str| {
+        vec![
+            ("redis-ca.pem", ca.as_bytes().to_vec()),
+            ("jwt-client.jwks.json", jwks.as_bytes().to_vec()),
+        ]
+    };
+    let start = |ca: &str| {
+        let owned = files(ca);
+        let f: Vec<(&str, &[u8])> = owned.iter().map(|(n, b)| (*n, b.as_slice())).collect();
+        Tollgate::start_with(&config_with_store(&store), up.addr, &f)
+    };
+    let (a, b) = (start(&pki.ca_pem), start(&pki.ca_pem));
+    a.wait_for_metric("tollgate_store_up", 1.0);
+    b.wait_for_metric("tollgate_store_up", 1.0);
+    let token = a.token("product-sa-client", "password");
+    assert_eq!(b.get_status("/api/orders/1", &token), 200);
+    assert_eq!(revoke(&a, ("product-sa-client", "password"), &token), 200);
+    eventually(Duration::from_secs(1), "revoked over TLS at a, refused at b", || {
+        b.get_status("/api/orders/1", &token) == 401
+    });
+    assert!(
+        redis.command(&["KEYS", "t:*"]).contains("t:"),
+        "the revocation is in this Redis"
+    );
+
+    let stranger = start(&common::pki().ca_pem);
+    eventually(Duration::from_secs(10), "the store refused as unreachable", || {
+        stranger.logs().contains("shared store unreachable")
+    });
+    assert_eq!(stranger.metric("tollgate_store_up"), Some(0.0));
+    let fresh = stranger.token("product-sa-client", "password");
+    assert_eq!(stranger.get_status("/api/orders/1", &fresh), 200);
 }

@@ -30,6 +30,9 @@ pub struct StoreFile {
     /// Prefix of every key tollgate writes, so that several deployments can share one Redis.
     /// Default "tollgate:".
     pub key_prefix: Option<String>,
+    /// PEM bundle the `rediss://` server's certificate is checked against, in place of the
+    /// built-in web roots (a private CA, as most self-hosted Redis TLS uses).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,6 +8,8 @@ use super::Checker;
 pub struct StoreSettings {
     pub url: String,
     pub key_prefix: String,
+    /// `ca_file`'s PEM certificates, for a `rediss://` URL.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// The URL may hold a password: never printed.
@@ -16,6 +18,7 @@ impl std::fmt::Debug for StoreSettings {
         f.debug_struct("StoreSettings")
             .field("url", &"***")
             .field("key_prefix", &self.key_prefix)
+            .field("ca_file", &self.ca_pem.is_some())
             .finish()
     }
 }
@@ -34,8 +37,25 @@ pub(super) fn build(c: &mut Checker, sf: &StoreFile) -> Option<StoreSettings> {
             "must be at most 64 characters, without spaces or control characters",
         );
     }
+    let ca_pem = sf.ca_file.as_ref().and_then(|p| ca_bundle(c, &sf.url, p));
     (c.problems.len() == before).then(|| StoreSettings {
         url: sf.url.clone(),
         key_prefix,
+        ca_pem,
     })
+}
+
+/// `store.ca_file`: read, holding at least one PEM certificate, and only for `rediss://`.
+fn ca_bundle(c: &mut Checker, url: &str, path: &std::path::Path) -> Option<Vec<u8>> {
+    if !url.starts_with("rediss://") {
+        c.problem("store.ca_file", "only with a rediss:// URL");
+        return None;
+    }
+    let (full, bytes) = c.read_file("store.ca_file", path)?;
+    let certs = pem::parse_many(&bytes).unwrap_or_default();
+    if !certs.iter().any(|p| p.tag() == "CERTIFICATE") {
+        c.problem("store.ca_file", format!("{} holds no PEM certificate", full.display()));
+        return None;
+    }
+    Some(bytes)
 }

@@ -404,4 +404,19 @@ fn a_store_url_is_checked_without_connecting_and_never_echoed() {
         with("url = \"redis://x\"\nhost = \"y\"").is_err(),
         "unknown keys are refused"
     );
+    std::fs::write(dir.path().join("ca.pem"), "not a certificate").unwrap();
+    for (store, why) in [
+        (
+            "url = \"redis://x:6379\"\nca_file = \"ca.pem\"",
+            "only with a rediss:// URL",
+        ),
+        (
+            "url = \"rediss://x:6380\"\nca_file = \"ca.pem\"",
+            "holds no PEM certificate",
+        ),
+        ("url = \"rediss://x:6380\"\nca_file = \"none.pem\"", "cannot read"),
+    ] {
+        let text = with(store).unwrap_err().to_string();
+        assert!(text.contains("store.ca_file") && text.contains(why), "{text}");
+    }
 }

@@ -167,9 +167,27 @@ pub struct Take {
 }
 
 impl RedisStore {
-    pub fn new(url: &str, prefix: &str, observe: Observer, on_revoked: OnRevoked) -> Result<Self, String> {
+    /// A store at `url`; a `rediss://` server's certificate is checked against `ca_pem` (PEM)
+    /// when given, else against the built-in web roots.
+    pub fn new(
+        url: &str,
+        prefix: &str,
+        ca_pem: Option<&[u8]>,
+        observe: Observer,
+        on_revoked: OnRevoked,
+    ) -> Result<Self, String> {
         check_url(url)?;
-        let client = redis::Client::open(url).map_err(|e| e.kind_str())?;
+        let client = match ca_pem {
+            None => redis::Client::open(url),
+            Some(pem) => redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.to_vec()),
+                },
+            ),
+        }
+        .map_err(|e| e.kind_str())?;
         Ok(RedisStore {
             client,
             prefix: prefix.to_string(),

@@ -7,16 +7,56 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct Redis {
+    /// The plain-text port (pings and [`Redis::command`] use it, TLS or not).
     pub addr: SocketAddr,
     child: Option<Child>,
+    tls: Option<Tls>,
+}
+
+/// A TLS port beside the plain one, with the certificate files it serves.
+struct Tls {
+    port: u16,
+    dir: tempfile::TempDir,
 }
 
 impl Redis {
     pub fn start() -> Redis {
         let addr = super::dead_addr();
-        let mut r = Redis { addr, child: None };
+        let mut r = Redis {
+            addr,
+            child: None,
+            tls: None,
+        };
         r.restart();
         r
+    }
+
+    /// A server that also speaks TLS, on a second port, with `pki`'s `localhost` certificate.
+    pub fn start_tls(pki: &super::Pki) -> Redis {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, pem) in [
+            ("cert.pem", &pki.cert_pem),
+            ("key.pem", &pki.key_pem),
+            ("ca.pem", &pki.ca_pem),
+        ] {
+            std::fs::write(dir.path().join(name), pem).unwrap();
+        }
+        let mut r = Redis {
+            addr: super::dead_addr(),
+            child: None,
+            tls: Some(Tls {
+                port: super::dead_addr().port(),
+                dir,
+            }),
+        };
+        r.restart();
+        r
+    }
+
+    /// The TLS port's URL, named as its certificate names it.
+    pub fn tls_url(&self) -> String {
+        let tls = self.tls.as_ref().expect("started with start_tls");
+        format!("rediss://localhost:{}/0", tls.port)
     }
 
     pub fn url(&self) -> String {
@@ -26,9 +66,16 @@ impl Redis {
     /// (Re)starts the server on its port and waits until it answers PING.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.addr.port().to_string()])
-            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--bind", "127.0.0.1", "--port", &self.addr.port().to_string()])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"]);
+        if let Some(tls) = &self.tls {
+            let file = |name: &str| tls.dir.path().join(name).to_string_lossy().into_owned();
+            cmd.args(["--tls-port", &tls.port.to_string(), "--tls-auth-clients", "no"])
+                .args(["--tls-cert-file", &file("cert.pem"), "--tls-key-file", &file("key.pem")])
+                .args(["--tls-ca-cert-file", &file("ca.pem")]);
+        }
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
