@@ -26,7 +26,9 @@ FLOORS=${FLOORS:-1}
 CONFIG=${CONFIG:-bench/tollgate.toml}
 ROUTES=${ROUTES:-authorised:/api/orders/1:bearer public_same_hdr:/public/x:bearer public:/public/x:}
 BARE_BIN=target/release/examples/passthrough
-die() { echo "callgrind.sh: $*" >&2; exit 1; }
+BENCH_NAME=callgrind.sh
+# shellcheck source=bench/common.sh
+. bench/common.sh
 
 missing=()
 for tool in valgrind nginx curl python3; do command -v "$tool" >/dev/null || missing+=("$tool"); done
@@ -65,7 +67,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 UP=$(free_port)
 USER_LINE=""; [ "$(id -u)" -eq 0 ] && USER_LINE="user root;"
 mkdir -p "$WORK/nginx-upstream-tmp"

@@ -18,8 +18,9 @@ CONNS=${CONNS:-16}
 LIMIT=1.05
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/tollgate"
 
-log() { printf '%s\n' "$*" >&2; }
-die() { log "compare-store: $*"; exit 1; }
+BENCH_NAME=compare-store
+# shellcheck source=bench/common.sh
+. bench/common.sh
 
 scripts/ensure-tools.sh wrk curl
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || scripts/ensure-tools.sh nginx
@@ -36,8 +37,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 1 200); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.05; done; die "$1 never answered"; }
 
 UPSTREAM_PORT=$(free_port)
 REDIS_PORT=$(free_port)
@@ -68,7 +67,6 @@ start memory ""
 start redis "$(printf '[store]\nurl = "redis://127.0.0.1:%s/0"\n' "$REDIS_PORT")"
 wait_http "http://127.0.0.1:$UPSTREAM_PORT/"
 
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 CLK_TCK=$(getconf CLK_TCK)
 declare -A SAMPLES
 round() { # name -> appends one CPU-per-request sample (us) of that process
@@ -86,7 +84,6 @@ round() { # name -> appends one CPU-per-request sample (us) of that process
   grep -q "Non-2xx" <<<"$out" && die "$name: non-2xx answers under load"
   SAMPLES[$name]+="$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN { printf "%.2f", d * 1e6 / hz / n }') "
 }
-median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
 up=$(curl -fsS "http://$(sed -E 's/.*admin=([^ ]+).*/\1/' "$WORK/redis.out")/metrics" | awk '/^tollgate_store_up/ { print $2 }')
 [ "$up" = 1 ] || die "the Redis-backed tollgate is not connected (tollgate_store_up=$up)"

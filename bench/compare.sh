@@ -21,8 +21,9 @@ ALL_PAIRS="remote_vs_local:/remote/x:/local/x:1.05 policy_vs_roles:/policy/x:/ro
 PAIRS=${PAIRS:-}
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/tollgate"
 
-log() { printf '%s\n' "$*" >&2; }
-die() { log "compare: $*"; exit 1; }
+BENCH_NAME=compare
+# shellcheck source=bench/common.sh
+. bench/common.sh
 
 for tool in nginx wrk curl; do
   command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || need+=("$tool")
@@ -47,8 +48,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 1 200); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.05; done; die "$1 never answered"; }
 
 UPSTREAM_PORT=$(free_port)
 LISTEN_PORT=$(free_port)
@@ -78,7 +77,6 @@ url_of() { # path -> the URL it is called at
     *) echo "http://127.0.0.1:$LISTEN_PORT$1" ;;
   esac
 }
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 CLK_TCK=$(getconf CLK_TCK)
 declare -A SAMPLES
 round() { # path -> appends one CPU-per-request sample (us) for it
@@ -92,7 +90,6 @@ round() { # path -> appends one CPU-per-request sample (us) for it
   grep -q "Non-2xx" <<<"$out" && die "$path: non-2xx answers under load"
   SAMPLES[$path]+="$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN { printf "%.2f", d * 1e6 / hz / n }') "
 }
-median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
 RESULTS="$ROOT/bench/results"
 mkdir -p "$RESULTS"

@@ -28,7 +28,9 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+BENCH_NAME=soak-store
+# shellcheck source=bench/common.sh
+. bench/common.sh
 UP_PORT=$(free_port)
 REDIS_PORT=$(free_port)
 target/release/examples/echo_upstream "127.0.0.1:$UP_PORT" & pids+=($!)
