@@ -55,7 +55,8 @@ cp certs/demo-rs256.pem "$WORK/"
 start() {
   local name=$1 extra=$2 port
   port=$(free_port)
-  sed -e "s|@LISTEN_PORT@|$port|g" -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" bench/compare.toml >"$WORK/$name.toml"
+  sed -e "s|@LISTEN_PORT@|$port|g" -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" -e "s|@EGRESS_PORT@|$(free_port)|g" \
+    bench/compare.toml >"$WORK/$name.toml"
   printf '%s\n' "$extra" >>"$WORK/$name.toml"
   RUST_LOG=warn "$BIN" --config "$WORK/$name.toml" >"$WORK/$name.out" 2>"$WORK/$name.err" &
   PIDS+=($!)
