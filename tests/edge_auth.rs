@@ -328,10 +328,12 @@ fn wrong_secrets_for_an_argon2_client_do_not_stall_the_proxy_worker() {
     assert_eq!(grant(&tg, &client(), "product-sa-client", "password"), 200);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let seen: Vec<(u16, String, bool)> = attackers.into_iter().flat_map(|a| a.join().unwrap()).collect();
-    // Run inline on the one worker, argon2 would hold each public request behind several
-    // queued runs; on the pool, it waits for none (the bound is loose for a busy host).
+    // Run inline on the workers, argon2 would hold each public request behind the runs of the
+    // ~20 attacking connections each worker holds (by estimate some ten runs at the median); on the pool,
+    // it waits for none. Three runs leaves room for a host busy with other work, which slows
+    // the public requests but not the `one_run` measured before.
     assert!(
-        busy < one_run,
+        busy < one_run * 3,
         "public route p50 {busy:?} under attack, one argon2 run {one_run:?}"
     );
     assert!(tg.metric("tollgate_secret_hash_busy_total").is_some_and(|n| n > 0.0));
