@@ -83,21 +83,6 @@ fn assertion_claims(tg: &Tollgate, client: &str) -> Value {
            "jti": format!("{}-{}", client, tollgate::issuer::claims::random_id())})
 }
 
-fn with_assertion(tg: &Tollgate, a: &str) -> reqwest::blocking::Response {
-    client()
-        .post(tg.url("/realms/demo/protocol/openid-connect/token"))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            (
-                "client_assertion_type",
-                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            ),
-            ("client_assertion", a),
-        ])
-        .send()
-        .unwrap()
-}
-
 fn es(pem: &str) -> EncodingKey {
     EncodingKey::from_ec_pem(pem.as_bytes()).unwrap()
 }
@@ -111,7 +96,7 @@ fn private_key_jwt_and_client_secret_jwt_authenticate() {
         "c-es",
         &es(&s.key),
     );
-    let r = with_assertion(&s.tg, &a);
+    let r = s.tg.grant_with_assertion(&a);
     assert_eq!(r.status(), 200);
     let token = r.json::<Value>().unwrap()["access_token"].as_str().unwrap().to_string();
     assert_eq!(claims_of(&token)["azp"], "jwt-client");
@@ -124,7 +109,7 @@ fn private_key_jwt_and_client_secret_jwt_authenticate() {
         "c-rs",
         &EncodingKey::from_rsa_pem(s.rsa_key.as_bytes()).unwrap(),
     );
-    assert_eq!(with_assertion(&s.tg, &a).status(), 200);
+    assert_eq!(s.tg.grant_with_assertion(&a).status(), 200);
     // client_secret_jwt: HS256 keyed with the client's secret.
     let a = assertion(
         &assertion_claims(&s.tg, "hmac-client"),
@@ -132,7 +117,7 @@ fn private_key_jwt_and_client_secret_jwt_authenticate() {
         "h",
         &EncodingKey::from_secret(b"a-long-shared-hmac-secret-for-client-secret-jwt"),
     );
-    assert_eq!(with_assertion(&s.tg, &a).status(), 200);
+    assert_eq!(s.tg.grant_with_assertion(&a).status(), 200);
 }
 
 #[test]
@@ -140,7 +125,7 @@ fn bad_assertions_are_invalid_client() {
     let s = setup();
     let tg = &s.tg;
     let expect_invalid = |a: &str, why: &str| {
-        let r = with_assertion(tg, a);
+        let r = tg.grant_with_assertion(a);
         assert_eq!(r.status(), 401, "{why}");
         assert_eq!(r.json::<Value>().unwrap()["error"], "invalid_client", "{why}");
     };
@@ -151,7 +136,7 @@ fn bad_assertions_are_invalid_client() {
         "c-es",
         &es(&s.key),
     );
-    assert_eq!(with_assertion(tg, &a).status(), 200);
+    assert_eq!(tg.grant_with_assertion(&a).status(), 200);
     expect_invalid(&a, "replay");
     // Wrong audience.
     let mut c = assertion_claims(tg, "jwt-client");

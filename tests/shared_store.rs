@@ -147,21 +147,6 @@ fn assertion(key: &EncodingKey) -> String {
     jsonwebtoken::encode(&h, &claims, key).unwrap()
 }
 
-fn with_assertion(tg: &Tollgate, a: &str) -> reqwest::blocking::Response {
-    client()
-        .post(tg.url("/realms/demo/protocol/openid-connect/token"))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            (
-                "client_assertion_type",
-                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            ),
-            ("client_assertion", a),
-        ])
-        .send()
-        .unwrap()
-}
-
 const PSC: (&str, &str) = ("product-sa-client", "password");
 
 #[test]
@@ -198,12 +183,12 @@ fn a_token_revoked_at_one_replica_is_refused_at_every_other_within_a_second() {
 fn an_assertion_accepted_at_one_replica_is_a_replay_at_another() {
     let c = cluster(2, Redis::start(), &[]);
     let a = assertion(&c.key);
-    assert_eq!(with_assertion(&c.replicas[0], &a).status(), 200);
-    let replay = with_assertion(&c.replicas[1], &a);
+    assert_eq!(c.replicas[0].grant_with_assertion(&a).status(), 200);
+    let replay = c.replicas[1].grant_with_assertion(&a);
     assert_eq!(replay.status(), 401);
     assert_eq!(replay.json::<Value>().unwrap()["error"], "invalid_client");
     assert_eq!(
-        with_assertion(&c.replicas[1], &assertion(&c.key)).status(),
+        c.replicas[1].grant_with_assertion(&assertion(&c.key)).status(),
         200,
         "a fresh one passes"
     );
@@ -230,7 +215,7 @@ fn issuance_with_an_assertion_costs_one_round_trip_more_than_with_a_secret() {
     let before = request_round_trips(r);
     assert_eq!(r.grant(PSC.0, PSC.1).status(), 200);
     let secret = request_round_trips(r) - before;
-    assert_eq!(with_assertion(r, &assertion(&c.key)).status(), 200);
+    assert_eq!(r.grant_with_assertion(&assertion(&c.key)).status(), 200);
     let jwt = request_round_trips(r) - before - secret;
     assert_eq!((secret, jwt), (1, 2), "the throttle check; then the assertion id too");
 }
@@ -323,7 +308,7 @@ fn while_redis_is_down_tokens_pass_and_assertions_are_503_and_a_revocation_after
     for r in [r1, r2] {
         r.wait_for_metric("tollgate_store_up", 0.0);
         let t = Instant::now();
-        let refused = with_assertion(r, &assertion(&c.key));
+        let refused = r.grant_with_assertion(&assertion(&c.key));
         assert_eq!(refused.status(), 503);
         assert!(t.elapsed() < Duration::from_millis(500), "bounded: {:?}", t.elapsed());
         assert_eq!(refused.json::<Value>().unwrap()["error"], "temporarily_unavailable");
@@ -355,7 +340,7 @@ fn while_redis_is_down_tokens_pass_and_assertions_are_503_and_a_revocation_after
         "a revocation after the restart reaches replica 2",
         || r2.get_status("/api/orders/1", &token) == 401,
     );
-    assert_eq!(with_assertion(r2, &assertion(&c.key)).status(), 200);
+    assert_eq!(r2.grant_with_assertion(&assertion(&c.key)).status(), 200);
 }
 
 #[test]

@@ -317,6 +317,23 @@ impl Tollgate {
             .unwrap()
     }
 
+    /// A client_credentials request authenticated by the client assertion `a` (private_key_jwt
+    /// or client_secret_jwt), as answered.
+    pub fn grant_with_assertion(&self, a: &str) -> reqwest::blocking::Response {
+        client()
+            .post(self.url("/realms/demo/protocol/openid-connect/token"))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ),
+                ("client_assertion", a),
+            ])
+            .send()
+            .unwrap()
+    }
+
     /// A client_credentials token for `id`/`secret` via client_secret_basic.
     pub fn token(&self, id: &str, secret: &str) -> String {
         let r = self.grant(id, secret);
