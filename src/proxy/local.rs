@@ -29,18 +29,18 @@ pub fn framing_problem(req: &RequestHeader, raw: Option<&[u8]>) -> Option<Reply>
         return Some(Reply::error(431, "invalid_request", "request header fields too large"));
     }
     // One pass over the fields rather than a lookup for each name.
-    let (mut cl_count, mut authorizations) = (0, 0);
-    let mut te: (usize, Option<&http::HeaderValue>) = (0, None);
+    let (mut cl_count, mut authorizations, mut te_count) = (0, 0, 0);
+    let mut te_first: Option<&http::HeaderValue> = None;
     for (name, v) in req.headers.iter() {
         if name == http::header::CONTENT_LENGTH {
             cl_count += 1 + usize::from(v.as_bytes().contains(&b','));
         } else if name == http::header::TRANSFER_ENCODING {
-            te = (te.0 + 1, te.1.or(Some(v)));
+            te_count += 1;
+            te_first = te_first.or(Some(v));
         } else if name == http::header::AUTHORIZATION {
             authorizations += 1;
         }
     }
-    let (te_count, te_first) = te;
     // pingora drops Content-Length when Transfer-Encoding is present; the raw header still shows it.
     if te_count > 0 && cl_count == 0 {
         let raw_cl = raw.is_some_and(|r| {
