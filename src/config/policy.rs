@@ -3,7 +3,7 @@
 
 use super::file::{ClaimFile, CorsFile, RouteFile};
 use super::Checker;
-use crate::model::{Cors, Policy, Rate};
+use crate::model::{ClaimPath, Cors, Policy, Rate};
 use std::time::Duration;
 
 /// Header names a claim header may not take: hop-by-hop fields, the identity headers and the
@@ -64,7 +64,7 @@ pub(super) fn build(c: &mut Checker, key: &str, rf: &RouteFile) -> Option<Box<Po
                 }
                 ClaimFile::Any(list) => list.clone(),
             };
-            (path(name), values)
+            (ClaimPath::new(name), values)
         })
         .collect();
     let claim_headers = claim_headers(c, key, rf);
@@ -85,12 +85,7 @@ pub(super) fn build(c: &mut Checker, key: &str, rf: &RouteFile) -> Option<Box<Po
     }))
 }
 
-/// A claim name as the path into the token's claims: the whole name when no `.` is in it.
-fn path(name: &str) -> Vec<String> {
-    name.split('.').map(str::to_string).collect()
-}
-
-fn claim_headers(c: &mut Checker, key: &str, rf: &RouteFile) -> Vec<(http::HeaderName, Vec<String>)> {
+fn claim_headers(c: &mut Checker, key: &str, rf: &RouteFile) -> Vec<(http::HeaderName, ClaimPath)> {
     let mut out = Vec::new();
     for (name, claim) in &rf.claim_headers {
         let at = format!("{key}.claim_headers");
@@ -111,7 +106,7 @@ fn claim_headers(c: &mut Checker, key: &str, rf: &RouteFile) -> Vec<(http::Heade
             c.problem(&at, format!("{name:?} names no claim"));
             continue;
         }
-        out.push((header, path(claim)));
+        out.push((header, ClaimPath::new(claim)));
     }
     out
 }

@@ -2,7 +2,7 @@
 //! scopes, claims, and the values of its claim headers.
 
 use super::Denied;
-use crate::model::Policy;
+use crate::model::{ClaimPath, Policy};
 use crate::token::Identity;
 use http::{HeaderName, HeaderValue};
 use serde_json::Value;
@@ -24,7 +24,7 @@ pub fn check(policy: &Policy, id: &Identity) -> Result<(), Denied> {
         if !ok {
             return Err(Denied::ClaimMismatch {
                 realm: id.realm.clone(),
-                claim: path.join("."),
+                claim: path.name.clone(),
             });
         }
     }
@@ -33,13 +33,13 @@ pub fn check(policy: &Policy, id: &Identity) -> Result<(), Denied> {
 
 /// The claim at `path`: a top-level claim of the whole dotted name first (URL-shaped claim
 /// names hold dots), else the path through nested objects.
-pub fn lookup<'v>(claims: &'v Value, path: &[String]) -> Option<&'v Value> {
-    if path.len() > 1 {
-        if let Some(v) = claims.get(path.join(".")) {
+pub fn lookup<'v>(claims: &'v Value, path: &ClaimPath) -> Option<&'v Value> {
+    if path.parts.len() > 1 {
+        if let Some(v) = claims.get(&path.name) {
             return Some(v);
         }
     }
-    path.iter().try_fold(claims, |v, part| v.get(part))
+    path.parts.iter().try_fold(claims, |v, part| v.get(part))
 }
 
 /// A string, number or boolean claim as text (a string borrowed); nothing else is.
@@ -110,12 +110,7 @@ mod tests {
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
             claims: claims
                 .iter()
-                .map(|(k, v)| {
-                    (
-                        k.split('.').map(str::to_string).collect(),
-                        v.iter().map(|s| s.to_string()).collect(),
-                    )
-                })
+                .map(|(k, v)| (ClaimPath::new(k), v.iter().map(|s| s.to_string()).collect()))
                 .collect(),
             ..Policy::default()
         }
@@ -164,7 +159,7 @@ mod tests {
             ("x-obj", "obj"),
             ("x-none", "none"),
         ] {
-            p.claim_headers.push((HeaderName::from_static(h), vec![c.to_string()]));
+            p.claim_headers.push((HeaderName::from_static(h), ClaimPath::new(c)));
         }
         let got: Vec<(String, String)> = claim_headers(&p, &token)
             .into_iter()

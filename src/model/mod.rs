@@ -6,4 +6,4 @@ pub mod realm;
 pub mod route;
 
 pub use realm::{Client, ClientKeys, Keys, Realm, RemoteSettings};
-pub use route::{prefix_matches, Cors, Policy, Rate, Route, RouteTable, Upstream};
+pub use route::{prefix_matches, ClaimPath, Cors, Policy, Rate, Route, RouteTable, Upstream};

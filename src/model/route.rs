@@ -43,12 +43,29 @@ pub struct Route {
 pub struct Policy {
     /// All of these in the token's `scope`.
     pub scopes: Vec<String>,
-    /// Each claim (a dotted path) must equal one of its values.
-    pub claims: Vec<(Vec<String>, Vec<String>)>,
-    /// Extra identity headers: (header name, claim path).
-    pub claim_headers: Vec<(http::HeaderName, Vec<String>)>,
+    /// Each claim must equal one of its values.
+    pub claims: Vec<(ClaimPath, Vec<String>)>,
+    /// Extra identity headers: (header name, claim).
+    pub claim_headers: Vec<(http::HeaderName, ClaimPath)>,
     pub rate_limit: Option<Rate>,
     pub cors: Option<Cors>,
+}
+
+/// A claim as the config names it: `name` whole (a top-level claim may hold dots, as URL-shaped
+/// names do), and its `.`-separated parts, the path through nested objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimPath {
+    pub name: String,
+    pub parts: Vec<String>,
+}
+
+impl ClaimPath {
+    pub fn new(name: &str) -> ClaimPath {
+        ClaimPath {
+            name: name.to_string(),
+            parts: name.split('.').map(str::to_string).collect(),
+        }
+    }
 }
 
 /// A rate as a token bucket: `per` requests per `period`, bursting up to `per`.
