@@ -69,15 +69,12 @@ trap cleanup EXIT
 
 UP=$(free_port)
 USER_LINE=""; [ "$(id -u)" -eq 0 ] && USER_LINE="user root;"
-mkdir -p "$WORK/nginx-upstream-tmp"
-sed -e "s|@WORK@|$WORK|g" -e "s|@UPSTREAM_PORT@|$UP|g" -e "s|@USER@|$USER_LINE|g" bench/nginx-upstream.conf >"$WORK/up.conf"
 cp certs/demo-rs256.pem certs/demo-es256.pem certs/demo-eddsa.pem "$WORK/"
 HASHED=$(printf '%s' secret | "$BIN" hash-secret)
 sed -e "s|@LISTEN_PORT@|0|" -e "s|@UPSTREAM_PORT@|$UP|" -e "s|@HASHED_SECRET@|$HASHED|" \
   -e "s|@EGRESS_PORT@|$(free_port)|" "$CONFIG" >"$WORK/tollgate.toml"
 
-"$NGINX" -p "$WORK" -c "$WORK/up.conf" -e "$WORK/up.error.log" >/dev/null 2>&1 &
-PIDS+=($!)
+start_upstream "$WORK" "$UP" >/dev/null 2>&1
 RUST_LOG=$LOG valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" \
   "$BIN" --config "$WORK/tollgate.toml" >"$WORK/tollgate.out" 2>"$WORK/tollgate.err" &
 VG=$!

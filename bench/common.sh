@@ -22,3 +22,15 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 # The median of the numbers given.
 median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+
+# Starts the bench's nginx upstream (bench/nginx-upstream.conf) on PORT with its files under
+# WORK, and adds its PID to PIDS. NGINX names the binary (default: nginx on the PATH).
+start_upstream() { # work port
+  local work=$1 port=$2 user=""
+  [ "$(id -u)" -eq 0 ] && user="user root;"
+  mkdir -p "$work/nginx-upstream-tmp"
+  sed -e "s|@WORK@|$work|g" -e "s|@UPSTREAM_PORT@|$port|g" -e "s|@USER@|$user|g" \
+    bench/nginx-upstream.conf >"$work/nginx-upstream.conf"
+  "${NGINX:-nginx}" -p "$work" -c "$work/nginx-upstream.conf" -e "$work/nginx.error.log" &
+  PIDS+=($!)
+}

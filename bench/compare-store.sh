@@ -37,15 +37,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-
 UPSTREAM_PORT=$(free_port)
 REDIS_PORT=$(free_port)
-mkdir -p "$WORK/nginx-upstream-tmp"
-USER_LINE=""; [ "$(id -u)" -eq 0 ] && USER_LINE="user root;"
-sed -e "s|@WORK@|$WORK|g" -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" -e "s|@USER@|$USER_LINE|g" \
-  bench/nginx-upstream.conf >"$WORK/nginx-upstream.conf"
-"$NGINX" -p "$WORK" -c "$WORK/nginx-upstream.conf" -e "$WORK/nginx.error.log" &
-PIDS+=($!)
+start_upstream "$WORK" "$UPSTREAM_PORT"
 redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no >"$WORK/redis.log" 2>&1 &
 PIDS+=($!)
 cp certs/demo-rs256.pem "$WORK/"

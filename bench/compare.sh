@@ -48,16 +48,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-
 UPSTREAM_PORT=$(free_port)
 LISTEN_PORT=$(free_port)
 EGRESS_PORT=$(free_port)
-mkdir -p "$WORK/nginx-upstream-tmp"
-USER_LINE=""; [ "$(id -u)" -eq 0 ] && USER_LINE="user root;"
-sed -e "s|@WORK@|$WORK|g" -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" -e "s|@USER@|$USER_LINE|g" \
-  bench/nginx-upstream.conf >"$WORK/nginx-upstream.conf"
-"$NGINX" -p "$WORK" -c "$WORK/nginx-upstream.conf" -e "$WORK/nginx.error.log" &
-PIDS+=($!)
+start_upstream "$WORK" "$UPSTREAM_PORT"
 cp certs/demo-rs256.pem "$WORK/"
 sed -e "s|@LISTEN_PORT@|$LISTEN_PORT|g" -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" -e "s|@EGRESS_PORT@|$EGRESS_PORT|g" bench/compare.toml >"$WORK/tollgate.toml"
 RUST_LOG=warn "$BIN" --config "$WORK/tollgate.toml" >"$WORK/tollgate.out" 2>"$WORK/tollgate.err" &
