@@ -84,20 +84,9 @@ for r in a b; do
 done
 store_up() { curl -fsS "http://${ADMIN[$1]}/metrics" | awk '/^tollgate_store_up/ {print $2}'; }
 for _ in $(seq 1 100); do [ "$(store_up a)$(store_up b)" = 11 ] && break; sleep 0.05; done
+export TOKEN
 TOKEN=$(curl -fsS -X POST "http://${HTTP[a]}/token" -u product-sa-client:password -d grant_type=client_credentials | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
 
-cat > "$work/mix.lua" <<LUA
--- Every 10th request fetches a token, the others call the protected route.
-local n = 0
-request = function()
-  n = n + 1
-  if n % 10 == 0 then
-    return wrk.format("POST", "/token", {["Authorization"] = "Basic cHJvZHVjdC1zYS1jbGllbnQ6cGFzc3dvcmQ=",
-      ["Content-Type"] = "application/x-www-form-urlencoded"}, "grant_type=client_credentials")
-  end
-  return wrk.format("GET", "/api/orders/1", {["Authorization"] = "Bearer $TOKEN"})
-end
-LUA
 
 echo "soak-store: ${DURATION}s, $CONNS connections per replica, 2 replicas, configs rewritten every second, Redis restarted at t=$((DURATION / 2))s"
 # Config reloads, and the Redis restart half way.
@@ -155,9 +144,9 @@ rev=$!
 
 rss() { awk '/VmRSS/ {print $2}' "/proc/${TG[$1]}/status"; }
 echo "RSS at start: a $(rss a) KiB, b $(rss b) KiB"
-wrk -t1 -c"$CONNS" -d"${DURATION}s" --timeout 5s -s "$work/mix.lua" "http://${HTTP[a]}" >"$work/wrk.a" &
+wrk -t1 -c"$CONNS" -d"${DURATION}s" --timeout 5s -s bench/mix.lua "http://${HTTP[a]}" >"$work/wrk.a" &
 wa=$!
-wrk -t1 -c"$CONNS" -d"${DURATION}s" --timeout 5s -s "$work/mix.lua" "http://${HTTP[b]}" >"$work/wrk.b" &
+wrk -t1 -c"$CONNS" -d"${DURATION}s" --timeout 5s -s bench/mix.lua "http://${HTTP[b]}" >"$work/wrk.b" &
 wb=$!
 wait $wa $wb
 wait $rev || true

@@ -53,20 +53,9 @@ for _ in $(seq 1 100); do grep -q listening "$work/out" 2>/dev/null && break; sl
 HTTP=$(sed -E 's/.*http=([^ ]+).*/\1/' "$work/out")
 ADMIN=$(sed -E 's/.*admin=([^ ]+).*/\1/' "$work/out")
 for _ in $(seq 1 100); do curl -fs "http://$ADMIN/readyz" >/dev/null && break; sleep 0.05; done
+export TOKEN
 TOKEN=$(curl -fsS -X POST "http://$HTTP/token" -u product-sa-client:password -d grant_type=client_credentials | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
 
-cat > "$work/mix.lua" <<LUA
--- Every 10th request fetches a token, the others call the protected route.
-local n = 0
-request = function()
-  n = n + 1
-  if n % 10 == 0 then
-    return wrk.format("POST", "/token", {["Authorization"] = "Basic cHJvZHVjdC1zYS1jbGllbnQ6cGFzc3dvcmQ=",
-      ["Content-Type"] = "application/x-www-form-urlencoded"}, "grant_type=client_credentials")
-  end
-  return wrk.format("GET", "/api/orders/1", {["Authorization"] = "Bearer $TOKEN"})
-end
-LUA
 
 rss() { awk '/VmRSS/ {print $2}' "/proc/$TG/status"; }
 echo "soak: ${DURATION}s, $CONNS connections, config rewritten every second; RSS at start $(rss) KiB"
@@ -80,7 +69,7 @@ echo "soak: ${DURATION}s, $CONNS connections, config rewritten every second; RSS
   done
 ) &
 pids+=($!)
-wrk -t2 -c"$CONNS" -d"${DURATION}s" --timeout 5s -s "$work/mix.lua" "http://$HTTP" | tee "$work/wrk"
+wrk -t2 -c"$CONNS" -d"${DURATION}s" --timeout 5s -s bench/mix.lua "http://$HTTP" | tee "$work/wrk"
 sleep 1
 kill -0 "$TG" 2>/dev/null || { echo "tollgate exited during the soak:"; tail -20 "$work/err"; exit 1; }
 metrics=$(curl -sS "http://$ADMIN/metrics" || true)
