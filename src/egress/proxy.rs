@@ -136,7 +136,7 @@ impl ProxyHttp for EgressProxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let snap = self.shared.state.config.load_full();
         let raw = session.as_downstream().as_http1().map(|h| h.get_headers_raw_bytes());
-        if let Some(reply) = crate::proxy::framing_problem(session.req_header(), raw.as_deref()) {
+        if let Err(reply) = crate::proxy::framing(session.req_header(), raw.as_deref()) {
             ctx.outcome = "egress_bad_request";
             session.set_keepalive(None);
             http_util::send(session, &reply).await?;

@@ -20,17 +20,27 @@ fn header_bytes(req: &RequestHeader, raw: Option<&[u8]>) -> usize {
     }
 }
 
+/// The fields of a request the proxy reads after its framing check, found in the same pass.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Fields<'r> {
+    /// The one `Authorization` field (a second is refused).
+    pub authorization: Option<&'r http::HeaderValue>,
+    /// Whether an `Origin` field came (CORS).
+    pub origin: bool,
+}
+
 /// Requests whose size or framing could be read two ways are refused before anything else:
 /// an oversized header block (431), more than one Content-Length, Content-Length beside
 /// Transfer-Encoding, or a transfer coding other than chunked (request smuggling, RFC 9112 §6).
-/// The egress listener refuses the same requests.
-pub fn framing_problem(req: &RequestHeader, raw: Option<&[u8]>) -> Option<Reply> {
+/// The egress listener refuses the same requests. One pass over the fields rather than a
+/// lookup for each name, which also picks out the [`Fields`] read after it.
+pub fn framing<'r>(req: &'r RequestHeader, raw: Option<&[u8]>) -> Result<Fields<'r>, Reply> {
     if header_bytes(req, raw) > MAX_HEADER_BYTES {
-        return Some(Reply::error(431, "invalid_request", "request header fields too large"));
+        return Err(Reply::error(431, "invalid_request", "request header fields too large"));
     }
-    // One pass over the fields rather than a lookup for each name.
     let (mut cl_count, mut authorizations, mut te_count) = (0, 0, 0);
     let mut te_first: Option<&http::HeaderValue> = None;
+    let mut fields = Fields::default();
     for (name, v) in req.headers.iter() {
         if name == http::header::CONTENT_LENGTH {
             cl_count += 1 + usize::from(v.as_bytes().contains(&b','));
@@ -39,6 +49,9 @@ pub fn framing_problem(req: &RequestHeader, raw: Option<&[u8]>) -> Option<Reply>
             te_first = te_first.or(Some(v));
         } else if name == http::header::AUTHORIZATION {
             authorizations += 1;
+            fields.authorization = Some(v);
+        } else if name == http::header::ORIGIN {
+            fields.origin = true;
         }
     }
     // pingora drops Content-Length when Transfer-Encoding is present; the raw header still shows it.
@@ -50,27 +63,27 @@ pub fn framing_problem(req: &RequestHeader, raw: Option<&[u8]>) -> Option<Reply>
         cl_count += usize::from(raw_cl);
     }
     if cl_count > 1 {
-        return Some(Reply::error(400, "invalid_request", "more than one Content-Length"));
+        return Err(Reply::error(400, "invalid_request", "more than one Content-Length"));
     }
     // One field is verified; a second could be what the upstream reads.
     if authorizations > 1 {
-        return Some(Reply::error(400, "invalid_request", "more than one Authorization"));
+        return Err(Reply::error(400, "invalid_request", "more than one Authorization"));
     }
     if te_count > 0 && cl_count > 0 {
-        return Some(Reply::error(
+        return Err(Reply::error(
             400,
             "invalid_request",
             "Content-Length together with Transfer-Encoding",
         ));
     }
     if te_count > 1 || te_first.is_some_and(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked")) {
-        return Some(Reply::error(
+        return Err(Reply::error(
             501,
             "invalid_request",
             "only Transfer-Encoding: chunked is supported",
         ));
     }
-    None
+    Ok(fields)
 }
 
 /// The largest unread request body that is read and dropped after a local reply to keep the

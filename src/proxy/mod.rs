@@ -37,7 +37,7 @@ mod local;
 mod upstream;
 
 pub use failure::ProxyFailure;
-pub(crate) use local::framing_problem;
+pub(crate) use local::framing;
 pub use local::MAX_HEADER_BYTES;
 use local::{respond, respond_and_close};
 pub(crate) use upstream::{http_peer, is_target};
@@ -92,15 +92,6 @@ fn local_endpoint<'p>(snap: &crate::config::Snapshot, path: &'p str) -> Option<i
     issuer::match_path(path).filter(|l| l.realm.and_then(|r| snap.realm(r)).is_none_or(|r| !r.is_remote()))
 }
 
-/// The bearer credentials of the request, as sent.
-fn authorization(session: &Session) -> Option<&[u8]> {
-    session
-        .req_header()
-        .headers
-        .get(http::header::AUTHORIZATION)
-        .map(|v| v.as_bytes())
-}
-
 impl Tollgate {
     /// Serves an issuer endpoint: its outcome and its answer.
     async fn serve_local(
@@ -124,6 +115,7 @@ impl Tollgate {
         &self,
         session: &Session,
         path: &str,
+        authorization: Option<&[u8]>,
         snap: Arc<crate::config::Snapshot>,
     ) -> Result<Allowed, Refused> {
         let method = &session.req_header().method;
@@ -132,22 +124,22 @@ impl Tollgate {
             store: &*self.state.store,
             limits: &self.state.rate_limits,
         };
-        let mut verdict = guard::check(tables, &snap, method, path, authorization(session), http_util::now());
+        let mut verdict = guard::check(tables, &snap, method, path, authorization, http_util::now());
         if let Err(Refused { refetch: Some(rx), .. }) = &mut verdict {
             let _ = tokio::time::timeout(REFETCH_WAIT, rx.changed()).await;
             let snap = self.state.config.load_full();
-            verdict = guard::check(tables, &snap, method, path, authorization(session), http_util::now());
+            verdict = guard::check(tables, &snap, method, path, authorization, http_util::now());
         }
         verdict
     }
 
     /// Notes the CORS headers the response owes an allowed origin, and answers a preflight on a
     /// route with CORS here (no token, never upstream).
-    fn cors(&self, session: &Session, ctx: &mut Ctx, snap: &crate::config::Snapshot) -> Option<Reply> {
-        let req = session.req_header();
-        if !req.headers.contains_key(http::header::ORIGIN) {
+    fn cors(&self, session: &Session, ctx: &mut Ctx, snap: &crate::config::Snapshot, origin: bool) -> Option<Reply> {
+        if !origin {
             return None;
         }
+        let req = session.req_header();
         let route = snap.routes.find(&ctx.path)?;
         ctx.cors = guard::cors::allow(route, &req.headers);
         let reply = guard::cors::preflight(route, &req.method, &req.headers)?;
@@ -185,13 +177,16 @@ impl ProxyHttp for Tollgate {
         // One reference for the request's decisions; what outlives them (the route, the
         // identity) is held by `Allowed`.
         let snap = self.state.config.load_full();
-        let raw = session.as_downstream().as_http1().map(|h| h.get_headers_raw_bytes());
-        if let Some(reply) = framing_problem(session.req_header(), raw.as_deref()) {
-            ctx.outcome = Outcome::BadRequest;
-            return respond_and_close(session, &reply).await;
-        }
         // A stalled request body is cut off rather than held open.
         session.set_read_timeout(Some(snap.server.client_timeout));
+        let raw = session.as_downstream().as_http1().map(|h| h.get_headers_raw_bytes());
+        let fields = match framing(session.req_header(), raw.as_deref()) {
+            Ok(fields) => fields,
+            Err(reply) => {
+                ctx.outcome = Outcome::BadRequest;
+                return respond_and_close(session, &reply).await;
+            }
+        };
         ctx.path = match path::normalise(session.req_header().uri.path()) {
             Ok(p) => p,
             Err(e) => {
@@ -205,10 +200,11 @@ impl ProxyHttp for Tollgate {
             ctx.outcome = outcome;
             return respond(session, &reply).await;
         }
-        if let Some(reply) = self.cors(session, ctx, &snap) {
+        if let Some(reply) = self.cors(session, ctx, &snap, fields.origin) {
             return respond(session, &reply).await;
         }
-        match self.verdict(session, &ctx.path, snap).await {
+        let authorization = fields.authorization.map(|v| v.as_bytes());
+        match self.verdict(session, &ctx.path, authorization, snap).await {
             Ok(allowed) => {
                 ctx.outcome = match allowed.identity {
                     Some(_) => Outcome::Allowed,
