@@ -336,16 +336,18 @@ impl ProxyHttp for EgressProxy {
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let route = ctx.route.as_deref().map_or("", |r| r.label.as_str());
-        crate::logging::Access {
-            method: session.req_header().method.as_str(),
-            path: &ctx.path,
-            route,
-            status,
-            client_id: ctx.route.as_deref().map_or("", |r| r.source.client_id.as_str()),
-            outcome: ctx.outcome,
-            latency_us: ctx.start.elapsed().as_micros() as u64,
+        if crate::logging::Access::enabled() {
+            crate::logging::Access {
+                method: session.req_header().method.as_str(),
+                path: &ctx.path,
+                route,
+                status,
+                client_id: ctx.route.as_deref().map_or("", |r| r.source.client_id.as_str()),
+                outcome: ctx.outcome,
+                latency_us: ctx.start.elapsed().as_micros() as u64,
+            }
+            .log();
         }
-        .log();
         super::metrics::request(&self.shared.state.metrics, route, status);
     }
 }

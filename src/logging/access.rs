@@ -42,9 +42,15 @@ fn rfc3339<S: Serializer>(at: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
 }
 
 impl Access<'_> {
-    /// Logs the line if `RUST_LOG` lets `tollgate::access` through at `info`.
+    /// Whether `RUST_LOG` lets `tollgate::access` through at `info`: callers skip gathering a
+    /// line's fields (its latency is a clock read) when it would not be written.
+    pub fn enabled() -> bool {
+        tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO)
+    }
+
+    /// Logs the line if [`Access::enabled`].
     pub fn log(&self) {
-        if !tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO) {
+        if !Access::enabled() {
             return;
         }
         thread_local! {

@@ -268,20 +268,22 @@ impl ProxyHttp for Tollgate {
             (None, Some(r)) => &r.prefix,
             (None, None) => &NO_ROUTE,
         };
-        crate::logging::Access {
-            method: session.req_header().method.as_str(),
-            path: &ctx.path,
-            route,
-            status,
-            client_id: ctx
-                .allowed
-                .as_ref()
-                .and_then(|a| a.identity.as_deref())
-                .map_or("", |i| i.client_id.as_str()),
-            outcome: ctx.outcome.as_str(),
-            latency_us: ctx.start.elapsed().as_micros() as u64,
+        if crate::logging::Access::enabled() {
+            crate::logging::Access {
+                method: session.req_header().method.as_str(),
+                path: &ctx.path,
+                route,
+                status,
+                client_id: ctx
+                    .allowed
+                    .as_ref()
+                    .and_then(|a| a.identity.as_deref())
+                    .map_or("", |i| i.client_id.as_str()),
+                outcome: ctx.outcome.as_str(),
+                latency_us: ctx.start.elapsed().as_micros() as u64,
+            }
+            .log();
         }
-        .log();
         self.state.metrics.request(route, ctx.outcome, ctx.upstream_latency);
     }
 }
