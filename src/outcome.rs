@@ -86,6 +86,64 @@ impl Outcome {
     }
 }
 
+/// The outcome of one call on the egress listener, the label of its access line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum EgressOutcome {
+    /// Nothing was decided (the call ended before its request was read).
+    #[default]
+    Unset,
+    /// Forwarded with a token.
+    Sent,
+    /// Forwarded again with a new token after the upstream answered 401.
+    Retried,
+    /// Refused before routing: framing that could be read two ways, `CONNECT`, a bad target.
+    BadRequest,
+    /// No egress route for the call's host and path (404).
+    NoRoute,
+    /// No token could be had for the call (503).
+    NoToken,
+    /// The app did not send its request in time (408).
+    RequestTimeout,
+    /// The upstream did not answer in time (504).
+    UpstreamTimeout,
+    /// The upstream was unreachable, failed, or refused the token again (502).
+    UpstreamError,
+    /// The app went away before an answer could be sent.
+    ClientGone,
+    /// Anything else that failed (500).
+    Error,
+}
+
+impl EgressOutcome {
+    /// What a call that failed to proxy with `status` (0: none could be sent) became.
+    pub fn of_failure(status: u16) -> EgressOutcome {
+        match status {
+            503 => EgressOutcome::NoToken,
+            408 => EgressOutcome::RequestTimeout,
+            504 => EgressOutcome::UpstreamTimeout,
+            502 => EgressOutcome::UpstreamError,
+            0 => EgressOutcome::ClientGone,
+            _ => EgressOutcome::Error,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EgressOutcome::Unset => "",
+            EgressOutcome::Sent => "egress",
+            EgressOutcome::Retried => "egress_retried",
+            EgressOutcome::BadRequest => "egress_bad_request",
+            EgressOutcome::NoRoute => "egress_no_route",
+            EgressOutcome::NoToken => "egress_no_token",
+            EgressOutcome::RequestTimeout => "egress_request_timeout",
+            EgressOutcome::UpstreamTimeout => "egress_upstream_timeout",
+            EgressOutcome::UpstreamError => "egress_upstream_error",
+            EgressOutcome::ClientGone => "egress_client_gone",
+            EgressOutcome::Error => "egress_error",
+        }
+    }
+}
+
 impl EncodeLabelValue for Outcome {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
         encoder.write_str(self.as_str())
@@ -107,5 +165,13 @@ mod tests {
         assert_eq!(Outcome::Denied(Reason::Claim).as_str(), "claim");
         assert_eq!(Outcome::Served(Endpoint::Revoke).as_str(), "revoke");
         assert_eq!(Outcome::default().as_str(), "");
+    }
+
+    #[test]
+    fn an_egress_failure_is_labelled_by_its_status() {
+        assert_eq!(EgressOutcome::of_failure(503).as_str(), "egress_no_token");
+        assert_eq!(EgressOutcome::of_failure(0).as_str(), "egress_client_gone");
+        assert_eq!(EgressOutcome::of_failure(500).as_str(), "egress_error");
+        assert_eq!(EgressOutcome::default().as_str(), "");
     }
 }

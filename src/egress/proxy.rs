@@ -18,6 +18,7 @@ use super::{routes, Shared};
 use crate::counters::InFlight;
 use crate::http_util::{self, Reply};
 use crate::model::egress::EgressRoute;
+use crate::outcome::EgressOutcome;
 use crate::path;
 use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -59,7 +60,7 @@ pub struct Ctx {
     retry: Retry,
     /// Until the next token fetch, when none could be had.
     retry_after: Option<Duration>,
-    outcome: &'static str,
+    outcome: EgressOutcome,
     /// Counts the call in flight (the SIGTERM drain waits for it) until the context is dropped.
     _in_flight: InFlight,
 }
@@ -105,7 +106,7 @@ fn no_token_reply(retry_after: Duration) -> Reply {
 }
 
 impl EgressProxy {
-    async fn refuse(&self, session: &mut Session, ctx: &mut Ctx, outcome: &'static str, reply: Reply) -> Result<bool> {
+    async fn refuse(&self, session: &mut Session, ctx: &mut Ctx, outcome: EgressOutcome, reply: Reply) -> Result<bool> {
         ctx.outcome = outcome;
         respond(session, &reply).await
     }
@@ -128,7 +129,7 @@ impl ProxyHttp for EgressProxy {
             token: None,
             retry: Retry::No,
             retry_after: None,
-            outcome: "",
+            outcome: EgressOutcome::Unset,
             _in_flight: self.shared.state.counters.request(),
         }
     }
@@ -137,7 +138,7 @@ impl ProxyHttp for EgressProxy {
         let snap = self.shared.state.config.load_full();
         let raw = session.as_downstream().as_http1().map(|h| h.get_headers_raw_bytes());
         if let Err(reply) = crate::proxy::framing(session.req_header(), raw.as_deref()) {
-            ctx.outcome = "egress_bad_request";
+            ctx.outcome = EgressOutcome::BadRequest;
             session.set_keepalive(None);
             http_util::send(session, &reply).await?;
             return Ok(true);
@@ -150,7 +151,7 @@ impl ProxyHttp for EgressProxy {
                 "invalid_request",
                 "CONNECT is not supported: send plain http:// calls, tollgate makes the TLS connection",
             );
-            return self.refuse(session, ctx, "egress_bad_request", reply).await;
+            return self.refuse(session, ctx, EgressOutcome::BadRequest, reply).await;
         }
         if routes::absolute_form(req.raw_path()).is_some_and(|(s, _)| !s.eq_ignore_ascii_case("http")) {
             let reply = Reply::error(
@@ -158,7 +159,7 @@ impl ProxyHttp for EgressProxy {
                 "invalid_request",
                 "only http:// targets: tollgate makes the TLS connection to the upstream",
             );
-            return self.refuse(session, ctx, "egress_bad_request", reply).await;
+            return self.refuse(session, ctx, EgressOutcome::BadRequest, reply).await;
         }
         let raw = match req.uri.path() {
             "" => "/",
@@ -168,13 +169,13 @@ impl ProxyHttp for EgressProxy {
             Ok(p) => p,
             Err(e) => {
                 let reply = Reply::error(400, "invalid_request", e.describe());
-                return self.refuse(session, ctx, "egress_bad_request", reply).await;
+                return self.refuse(session, ctx, EgressOutcome::BadRequest, reply).await;
             }
         };
         let routes = snap.egress.as_ref().map_or(&[][..], |e| &e.routes[..]);
         let Some(route) = routes::find(routes, routes::request_host(req), &ctx.path) else {
             let reply = Reply::error(404, "not_found", "no egress route for this host and path");
-            return self.refuse(session, ctx, "egress_no_route", reply).await;
+            return self.refuse(session, ctx, EgressOutcome::NoRoute, reply).await;
         };
         let entry = self.shared.cache.entry(route);
         ctx.route = Some(route.clone());
@@ -182,12 +183,12 @@ impl ProxyHttp for EgressProxy {
             Ok(t) => ctx.token = Some(t),
             Err(none) => {
                 return self
-                    .refuse(session, ctx, "egress_no_token", no_token_reply(none.retry_after))
+                    .refuse(session, ctx, EgressOutcome::NoToken, no_token_reply(none.retry_after))
                     .await
             }
         }
         ctx.entry = Some(entry);
-        ctx.outcome = "egress";
+        ctx.outcome = EgressOutcome::Sent;
         Ok(false)
     }
 
@@ -197,7 +198,7 @@ impl ProxyHttp for EgressProxy {
         };
         if ctx.retry == Retry::Pending {
             ctx.retry = Retry::Done;
-            ctx.outcome = "egress_retried";
+            ctx.outcome = EgressOutcome::Retried;
             let Some(entry) = &ctx.entry else {
                 return Error::e_explain(ErrorType::InternalError, "no token source");
             };
@@ -311,14 +312,7 @@ impl ProxyHttp for EgressProxy {
             (ErrorSource::Upstream, _) => (502, "bad_gateway", "the upstream is unreachable or failed"),
             _ => (500, "server_error", "internal error"),
         };
-        ctx.outcome = match code {
-            503 => "egress_no_token",
-            408 => "egress_request_timeout",
-            504 => "egress_upstream_timeout",
-            502 => "egress_upstream_error",
-            0 => "egress_client_gone",
-            _ => "egress_error",
-        };
+        ctx.outcome = EgressOutcome::of_failure(code);
         if code > 0 {
             let reply = match code {
                 503 => no_token_reply(ctx.retry_after.unwrap_or(Duration::from_secs(1))),
@@ -343,7 +337,7 @@ impl ProxyHttp for EgressProxy {
                 route,
                 status,
                 client_id: ctx.route.as_deref().map_or("", |r| r.source.client_id.as_str()),
-                outcome: ctx.outcome,
+                outcome: ctx.outcome.as_str(),
                 latency_us: ctx.start.elapsed().as_micros() as u64,
             }
             .log();
