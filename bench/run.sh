@@ -630,10 +630,11 @@ else
 fi
 row "p99 added by auth at ~half peak (paired service; 95% CI)" "${ADDED} us [${ADDED_LO}, ${ADDED_HI}]" "<= 100 us" "$P99_VERDICT"
 # RSS is read in kB (1024 bytes) from /proc, and reported in MiB, as ps and top count; the
-# details line gives the same figure in SI megabytes.
-row "tollgate RSS, 1000 keep-alive connections under wrk load" "$RSS_MB MiB" "<= 50 MiB" "$(verdict "$RSS_MB" '<=' 50)"
+# target is 50 MB (SI), 47.7 MiB, and the details line gives the busy figure in MB too.
+RSS_LIMIT_MIB=47.7
+row "tollgate RSS, 1000 keep-alive connections under wrk load" "$RSS_MB MiB" "<= $RSS_LIMIT_MIB MiB" "$(verdict "$RSS_MB" '<=' "$RSS_LIMIT_MIB")"
 IDLE_MB=$(awk -v k="$IDLE_RSS" 'BEGIN { printf "%.1f", k / 1024 }')
-row "tollgate RSS, 1000 idle keep-alive connections" "$IDLE_MB MiB" "<= 50 MiB" "$(verdict "$IDLE_MB" '<=' 50)"
+row "tollgate RSS, 1000 idle keep-alive connections" "$IDLE_MB MiB" "<= $RSS_LIMIT_MIB MiB" "$(verdict "$IDLE_MB" '<=' "$RSS_LIMIT_MIB")"
 row "start to listening (median of 5; max $START_MAX ms)" "$START_MED ms" "< 200 ms" "$(verdict "$START_MED" '<' 200)"
 echo
 echo "details:"
