@@ -29,6 +29,8 @@ use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::Stream;
 use pingora::server::{ListenFds, ShutdownWatch};
 use pingora::services::Service as ServiceTrait;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -117,28 +119,47 @@ async fn accept_loop<A>(
     }
 }
 
-/// One connection, from its TLS handshake (if any) to its end. `_slot` is its place under the
-/// connection limit, given back when this returns.
-async fn serve<A>(
+/// How a connection starts: its stream, or the TLS handshake that makes it.
+enum Start {
+    Plain(Stream),
+    Tls(Pin<Box<dyn Future<Output = pingora::Result<Stream>> + Send>>),
+}
+
+/// One connection, from its TLS handshake (if any) to its end. `slot` is its place under the
+/// connection limit, given back when the future ends.
+///
+/// The stream is boxed, or moved into the boxed handshake, before the future is made, so the
+/// task holds a pointer to it rather than the 376-byte stream itself: an async fn keeps room
+/// for every argument and for any local it borrows for the whole of its life
+/// (docs/performance-decisions.md).
+fn serve<A>(
     app: Arc<Capped<A>>,
     mut l4: L4Stream,
     tls: Option<Arc<Acceptor>>,
     shutdown: ShutdownWatch,
-    _slot: Connection,
-) where
+    slot: Connection,
+) -> impl Future<Output = ()> + Send + 'static
+where
     A: HttpServerApp + Send + Sync + 'static,
 {
     if let Err(e) = l4.set_nodelay() {
         tracing::debug!("TCP_NODELAY not set: {e}");
     }
     let stream = Buffered::new(l4);
-    let stream: Stream = match tls {
-        None => Box::new(stream),
-        Some(acceptor) => {
-            // Boxed, so the handshake's state is freed when it ends instead of sizing the task.
-            let handshake = Box::pin(async move { acceptor.tls_handshake(stream).await });
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-                Ok(Ok(tls)) => Box::new(tls),
+    let start = match tls {
+        None => Start::Plain(Box::new(stream)),
+        // Boxed, so the handshake's state is freed when it ends instead of sizing the task.
+        Some(acceptor) => Start::Tls(Box::pin(async move {
+            let tls = acceptor.tls_handshake(stream).await?;
+            Ok(Box::new(tls) as Stream)
+        })),
+    };
+    async move {
+        let _slot = slot;
+        let stream = match start {
+            Start::Plain(stream) => stream,
+            Start::Tls(handshake) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+                Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
                     tracing::debug!("TLS handshake failed: {e}");
                     return;
@@ -147,8 +168,8 @@ async fn serve<A>(
                     tracing::debug!("TLS handshake not done in {HANDSHAKE_TIMEOUT:?}; connection closed");
                     return;
                 }
-            }
-        }
-    };
-    app.serve(stream, &shutdown).await;
+            },
+        };
+        app.serve(stream, &shutdown).await;
+    }
 }

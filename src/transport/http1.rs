@@ -19,7 +19,7 @@
 
 use crate::state::State;
 use bytes::BytesMut;
-use pingora::apps::HttpServerApp;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
@@ -50,9 +50,8 @@ where
     A: HttpServerApp + Send + Sync + 'static,
 {
     let head = Arc::new(AtomicBool::new(false));
-    let mut session = ServerSession::new_http1(stream);
-    session.set_keepalive(if *shutdown.borrow() { None } else { Some(IDLE_SECS) });
-    session.set_keepalive_reuses_remaining(app.server_options().and_then(|o| o.keepalive_request_limit));
+    let reuses = app.server_options().and_then(|o| o.keepalive_request_limit);
+    let mut session = first_session(stream, !*shutdown.borrow(), reuses);
     loop {
         let head_timeout = state.config.load().server.client_timeout;
         let reused = within_head_timeout(app.process_new_http(session, shutdown), &head, head_timeout).await;
@@ -62,14 +61,33 @@ where
         let Some(first) = next_request(&mut stream, shutdown).await else {
             return;
         };
-        session = ServerSession::new_http1(stream);
-        if let Some(settings) = settings {
-            settings.apply_to_session(&mut session);
-        }
-        // pingora parses these before reading the stream again (the API it uses to carry
-        // pipelined bytes from one request to the next).
-        session.set_pipelined_prefix(first);
+        session = next_session(stream, settings, first);
     }
+}
+
+// The sessions are made in functions of their own: the loop's future would otherwise keep room
+// for a 680-byte session it has borrowed, across every await, beside the one pingora's request
+// future holds (docs/performance-decisions.md).
+
+/// The session of a connection's first request.
+fn first_session(stream: Stream, keepalive: bool, reuses: Option<u32>) -> ServerSession {
+    let mut session = ServerSession::new_http1(stream);
+    session.set_keepalive(keepalive.then_some(IDLE_SECS));
+    session.set_keepalive_reuses_remaining(reuses);
+    session
+}
+
+/// The session of a kept-alive connection's next request, with the settings the previous one
+/// left and the first bytes [`next_request`] read.
+fn next_session(stream: Stream, settings: Option<HttpPersistentSettings>, first: BytesMut) -> ServerSession {
+    let mut session = ServerSession::new_http1(stream);
+    if let Some(settings) = settings {
+        settings.apply_to_session(&mut session);
+    }
+    // pingora parses these before reading the stream again (the API it uses to carry pipelined
+    // bytes from one request to the next).
+    session.set_pipelined_prefix(first);
+    session
 }
 
 tokio::task_local! {
