@@ -51,23 +51,23 @@ where
 {
     let head = Arc::new(AtomicBool::new(false));
     let reuses = app.server_options().and_then(|o| o.keepalive_request_limit);
-    let mut session = first_session(stream, !*shutdown.borrow(), reuses);
+    let mut request = app.process_new_http(first_session(stream, !*shutdown.borrow(), reuses), shutdown);
     loop {
         let head_timeout = state.config.load().server.client_timeout;
-        let reused = within_head_timeout(app.process_new_http(session, shutdown), &head, head_timeout).await;
+        let reused = within_head_timeout(request, &head, head_timeout).await;
         let Some((mut stream, settings)) = reused.map(|r| r.consume()) else {
             return;
         };
         let Some(first) = next_request(&mut stream, shutdown).await else {
             return;
         };
-        session = next_session(stream, settings, first);
+        request = app.process_new_http(next_session(stream, settings, first), shutdown);
     }
 }
 
-// The sessions are made in functions of their own: the loop's future would otherwise keep room
-// for a 680-byte session it has borrowed, across every await, beside the one pingora's request
-// future holds (docs/performance-decisions.md).
+// The sessions are made in functions of their own and handed straight to pingora's request: the
+// loop's future would otherwise keep room for a 680-byte session it has borrowed, across every
+// await, beside the one pingora's request future holds (docs/performance-decisions.md).
 
 /// The session of a connection's first request.
 fn first_session(stream: Stream, keepalive: bool, reuses: Option<u32>) -> ServerSession {
