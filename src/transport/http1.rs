@@ -65,11 +65,9 @@ where
     }
 }
 
-// The sessions are made in functions of their own and handed straight to pingora's request: the
-// loop's future would otherwise keep room for a 680-byte session it has borrowed, across every
-// await, beside the one pingora's request future holds (docs/performance-decisions.md).
-
-/// The session of a connection's first request.
+/// The session of a connection's first request. Sessions are made here and in [`next_session`]
+/// and handed straight to pingora's request: built in the loop, its future would keep room for a
+/// 680-byte session across every await (docs/performance-decisions.md).
 fn first_session(stream: Stream, keepalive: bool, reuses: Option<u32>) -> ServerSession {
     let mut session = ServerSession::new_http1(stream);
     session.set_keepalive(keepalive.then_some(IDLE_SECS));
